@@ -1,0 +1,38 @@
+"""Exception types of wsnas: one type per kind of bad input.
+
+Every message states the rule that was broken and the values that broke it, so that the CLI can print
+it on one line and a user can fix their input without reading code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WsnasError",
+    "InvalidArchitecture",
+    "UnknownSearchSpace",
+    "UnsupportedLayer",
+    "PredictorFileError",
+]
+
+
+class WsnasError(Exception):
+    """Base class of every error wsnas raises on purpose."""
+
+
+class InvalidArchitecture(WsnasError, ValueError):
+    """An architecture graph or string breaks a rule of its search space."""
+
+
+class UnknownSearchSpace(WsnasError, KeyError):
+    """A search space was asked for by a name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedLayer(WsnasError, TypeError):
+    """A network contains a layer that wsnas cannot turn into weights or a parameter graph."""
+
+
+class PredictorFileError(WsnasError, OSError):
+    """A predictor file is not a wsnas predictor, or is truncated or corrupted."""
