@@ -1,0 +1,16 @@
+"""Test-wide settings: Triton kernels run through Triton's interpreter when no GPU is present."""
+
+from __future__ import annotations
+
+import os
+
+# Triton reads TRITON_INTERPRET when a kernel module is imported, so it must be set before any test
+# imports wsnas.kernels modules. On a machine with a GPU the real kernels are compiled instead.
+try:
+    import torch
+
+    _has_cuda = torch.cuda.is_available()
+except Exception:  # pragma: no cover - torch is a hard dependency
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
