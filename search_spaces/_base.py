@@ -46,6 +46,9 @@ class SearchSpace(abc.ABC):
     edge_ops: ClassVar[frozenset[str] | None] = None
     #: the input a built network expects by default, without the batch dimension
     input_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
+    #: size keywords of a small, cheap network of this space: used to encode candidates as parameter
+    #: graphs (the "encoding width") and in tests
+    proxy_size: ClassVar[Mapping[str, Any]] = {}
 
     # -- required -----------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -41,6 +41,7 @@ class NB201(SearchSpace):
     description = "NAS-Bench-201 cell: 5 ops on the 6 edges of a 4-node cell"
     node_ops = {"sum": Arity(1, 2)}
     edge_ops = frozenset(NB201_OPS)
+    proxy_size = {"C": 8, "N": 1}
 
     @property
     def size(self) -> int:

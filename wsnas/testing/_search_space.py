@@ -21,8 +21,9 @@ class SearchSpaceTestCase:
 
     #: the space under test
     space: ClassVar[SearchSpace]
-    #: size keywords for :meth:`SearchSpace.build` (small, so the suite stays fast)
-    build_kwargs: ClassVar[dict[str, Any]] = {}
+    #: size keywords for :meth:`SearchSpace.build` (small, so the suite stays fast); ``None``: the
+    #: space's ``proxy_size``
+    build_kwargs: ClassVar[dict[str, Any] | None] = None
     #: input resolution for forward passes
     forward_shape: ClassVar[tuple[int, int, int]] = (3, 16, 16)
     n_roundtrip: ClassVar[int] = 1000
@@ -115,7 +116,7 @@ class SearchSpaceTestCase:
         torch.manual_seed(0)
         x = torch.randn(2, *self.forward_shape)
         for arch in self._samples(self.n_build, seed=5):
-            net = self.space.build(arch, **self.build_kwargs)
+            net = self.space.build(arch, **(self.build_kwargs if self.build_kwargs is not None else self.space.proxy_size))
             out = net(x)
             assert out.shape[0] == 2 and out.ndim == 2
             assert torch.isfinite(out).all()
