@@ -2,7 +2,7 @@
 
 >>> from wsnas.search_spaces import NB201, get_space
 >>> space = get_space("nb201")
->>> arch = space.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+>>> arch = space.from_string("|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|")
 """
 
 from __future__ import annotations

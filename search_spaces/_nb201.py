@@ -126,9 +126,7 @@ class NB201(SearchSpace):
         return self.from_ops(ops)
 
     # -- networks -----------------------------------------------------------------------------------
-    def build(
-        self, arch: Arch, *, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3
-    ) -> nn.Module:
+    def build(self, arch: Arch, *, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
         """The NAS-Bench-201 network: stem, 3 stages of ``N`` cells at ``C, 2C, 4C`` channels joined by
         stride-2 residual blocks, BN-ReLU, global pooling and a linear classifier.
 
@@ -136,7 +134,12 @@ class NB201(SearchSpace):
         """
         from ._nb201_net import NB201Network
 
-        for key, value, low in (("C", C, 1), ("N", N, 1), ("num_classes", num_classes, 1), ("in_channels", in_channels, 1)):
+        for key, value, low in (
+            ("C", C, 1),
+            ("N", N, 1),
+            ("num_classes", num_classes, 1),
+            ("in_channels", in_channels, 1),
+        ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"NB201.build: {key} must be an int >= {low}, got {value!r}")
         return NB201Network(self.ops(arch), C=C, N=N, num_classes=num_classes, in_channels=in_channels)

@@ -180,7 +180,8 @@ class Arch:
 
     def __repr__(self) -> str:
         g = self._graph
-        return f"Arch(space={self._space!r}, nodes={g.number_of_nodes()}, edges={g.number_of_edges()}, hash={self.hash[:12]})"
+        size = f"nodes={g.number_of_nodes()}, edges={g.number_of_edges()}"
+        return f"Arch(space={self._space!r}, {size}, hash={self.hash[:12]})"
 
     # -- JSON ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -218,9 +219,7 @@ class Arch:
         if missing:
             raise InvalidArchitecture(f"architecture JSON lacks the field(s) {missing}")
         if data.get("version", _JSON_VERSION) != _JSON_VERSION:
-            raise InvalidArchitecture(
-                f"architecture JSON version must be {_JSON_VERSION}, got {data.get('version')!r}"
-            )
+            raise InvalidArchitecture(f"architecture JSON version must be {_JSON_VERSION}, got {data.get('version')!r}")
         g = nx.DiGraph()
         try:
             for node in data["nodes"]:

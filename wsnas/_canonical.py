@@ -92,9 +92,7 @@ def canonical_form(
         if not ties:
             leaves += 1
             if leaves > _MAX_LEAVES:
-                raise ValueError(
-                    f"graph too symmetric for canonical labelling (more than {_MAX_LEAVES} leaves)"
-                )
+                raise ValueError(f"graph too symmetric for canonical labelling (more than {_MAX_LEAVES} leaves)")
             form = serialise(colour)
             if best is None or form < best:
                 best = form

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wsnas.search_spaces import NB201, NB201_OPS, get_space
 
 from wsnas import InvalidArchitecture, count_params
-from wsnas.search_spaces import NB201, NB201_OPS, get_space
 from wsnas.testing import SearchSpaceTestCase
 
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -54,7 +54,14 @@ def test_string_form_is_the_benchmarks() -> None:
     space = NB201()
     arch = space.from_string(EXAMPLE)
     assert space.to_string(arch) == EXAMPLE
-    assert space.ops(arch) == ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "skip_connect", "nor_conv_3x3", "skip_connect")
+    assert space.ops(arch) == (
+        "nor_conv_3x3",
+        "nor_conv_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "nor_conv_3x3",
+        "skip_connect",
+    )
 
 
 def test_enumerate_yields_every_cell_once() -> None:

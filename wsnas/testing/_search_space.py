@@ -116,7 +116,9 @@ class SearchSpaceTestCase:
         torch.manual_seed(0)
         x = torch.randn(2, *self.forward_shape)
         for arch in self._samples(self.n_build, seed=5):
-            net = self.space.build(arch, **(self.build_kwargs if self.build_kwargs is not None else self.space.proxy_size))
+            net = self.space.build(
+                arch, **(self.build_kwargs if self.build_kwargs is not None else self.space.proxy_size)
+            )
             out = net(x)
             assert out.shape[0] == 2 and out.ndim == 2
             assert torch.isfinite(out).all()

@@ -1,0 +1,150 @@
+"""The ``wsnas`` command.
+
+Heavy libraries (torch, optuna, mlflow) are imported inside the commands that need them, so that
+``wsnas --help`` answers at once. Errors that come from bad input (every :class:`wsnas.WsnasError`)
+print as one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+__all__ = ["main", "CliError"]
+
+
+class CliError(click.ClickException):
+    """A bad-input error: printed as one ``error: ...`` line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """A click group that turns wsnas's own errors into one clean line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from wsnas._errors import WsnasError
+
+        try:
+            return super().invoke(ctx)
+        except WsnasError as exc:
+            raise CliError(str(exc)) from None
+
+
+def _parse_size(items: tuple[str, ...]) -> dict[str, Any]:
+    size: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CliError(f"--size expects KEY=VALUE (e.g. C=16), got {item!r}")
+        for cast in (int, float):
+            try:
+                size[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            size[key] = raw
+    return size
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wsnas", prog_name="wsnas")
+def main() -> None:
+    """wsnas: weight-space neural architecture search.
+
+    Candidate architectures become real PyTorch networks with generated weights; a graph neural
+    network reads those weights to predict how well each candidate will train.
+    """
+
+
+@main.command("spaces")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+def spaces_cmd(as_json: bool) -> None:
+    """List the registered search spaces: name, size (or "unbounded") and description."""
+    from wsnas.search_spaces import get_space, space_names
+
+    rows = []
+    for name in space_names():
+        space = get_space(name)
+        rows.append({"name": name, "size": space.size, "description": space.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    size_w = max(len(f"{r['size']:,}" if r["size"] is not None else "unbounded") for r in rows)
+    for r in rows:
+        size = f"{r['size']:,}" if r["size"] is not None else "unbounded"
+        click.echo(f"{r['name']:<{width}}  {size:>{size_w}}  {r['description']}")
+
+
+@main.group("arch")
+def arch_group() -> None:
+    """Inspect architectures."""
+
+
+@arch_group.command("show")
+@click.argument("space_name", metavar="SPACE")
+@click.argument("text", metavar="STRING")
+@click.option(
+    "-s",
+    "--size",
+    "size_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Network size keyword for the space's build (repeatable), e.g. -s C=16 -s N=5.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: bool) -> None:
+    """Validate STRING as an architecture of SPACE and print its parameters, FLOPs and graph.
+
+    Params and FLOPs are those of the network ``build`` makes at the space's default size (change it
+    with --size); FLOPs count one forward pass of one image at the space's input shape.
+    """
+    from wsnas import count_flops, count_params
+    from wsnas.search_spaces import get_space
+
+    space = get_space(space_name)
+    arch = space.from_string(text)
+    size = _parse_size(size_items)
+    try:
+        net = space.build(arch, **size)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"{space.name} cannot be built with size {size}: {exc}") from None
+    doc = {
+        "space": space.name,
+        "string": space.to_string(arch),
+        "hash": arch.hash,
+        "size": size,
+        "params": count_params(net),
+        "flops": count_flops(net, space.input_shape),
+        "input_shape": list(space.input_shape),
+        "graph": arch.to_dict(),
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    click.echo(f"space   {doc['space']}")
+    click.echo(f"string  {doc['string']}")
+    click.echo(f"hash    {doc['hash']}")
+    click.echo(f"size    {size or 'default'}")
+    click.echo(f"params  {doc['params']:,}")
+    click.echo(f"FLOPs   {doc['flops']:,} (one {'x'.join(map(str, space.input_shape))} input)")
+    click.echo("graph")
+    g = arch.graph
+    for v, data in g.nodes(data=True):
+        extra = {k: val for k, val in data.items() if k != "op"}
+        click.echo(f"  node {v}: {data['op']}" + (f" {extra}" if extra else ""))
+    for u, v, data in g.edges(data=True):
+        label = data.get("op", "")
+        extra = {k: val for k, val in data.items() if k != "op"}
+        click.echo(f"  edge {u} -> {v}" + (f": {label}" if label else "") + (f" {extra}" if extra else ""))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
