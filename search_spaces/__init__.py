@@ -12,12 +12,29 @@ from collections.abc import Callable
 from wsnas._errors import UnknownSearchSpace
 
 from ._base import SearchSpace
+from ._graph import GRAPH_OPS, GraphSpace, example_graph_space
+from ._macro import MACRO_WIDTHS, MacroCNN
 from ._nb101 import NB101, NB101_OPS
 from ._nb201 import NB201, NB201_OPS
 
-__all__ = ["SearchSpace", "NB201", "NB201_OPS", "NB101", "NB101_OPS", "get_space", "register_space", "space_names"]
+__all__ = [
+    "SearchSpace",
+    "NB201",
+    "NB201_OPS",
+    "NB101",
+    "NB101_OPS",
+    "MacroCNN",
+    "MACRO_WIDTHS",
+    "GraphSpace",
+    "GRAPH_OPS",
+    "example_graph_space", "get_space", "register_space", "space_names"]
 
-_REGISTRY: dict[str, Callable[[], SearchSpace]] = {NB201.name: NB201, NB101.name: NB101}
+_REGISTRY: dict[str, Callable[[], SearchSpace]] = {
+    NB201.name: NB201,
+    NB101.name: NB101,
+    MacroCNN.name: MacroCNN,
+    "graph": example_graph_space,
+}
 
 
 def register_space(name: str, factory: Callable[[], SearchSpace]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,18 +37,18 @@ class SearchSpace(abc.ABC):
     """
 
     #: registry name (``wsnas spaces``, ``Arch.space``)
-    name: ClassVar[str]
+    name: str
     #: one line for ``wsnas spaces``
-    description: ClassVar[str]
+    description: str
     #: allowed node ops and their in-degrees (``input``/``output`` are implied); ``None``: unchecked
-    node_ops: ClassVar[Mapping[str, Arity] | None] = None
+    node_ops: Mapping[str, Arity] | None = None
     #: allowed edge ops; ``None``: unchecked
-    edge_ops: ClassVar[frozenset[str] | None] = None
+    edge_ops: frozenset[str] | None = None
     #: the input a built network expects by default, without the batch dimension
-    input_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
+    input_shape: tuple[int, int, int] = (3, 32, 32)
     #: size keywords of a small, cheap network of this space: used to encode candidates as parameter
     #: graphs (the "encoding width") and in tests
-    proxy_size: ClassVar[Mapping[str, Any]] = {}
+    proxy_size: Mapping[str, Any] = {}
 
     # -- required -----------------------------------------------------------------------------------
     @abc.abstractmethod

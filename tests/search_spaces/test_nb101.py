@@ -5,10 +5,10 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from wsnas.search_spaces import NB101, NB101_OPS
-from wsnas.search_spaces._nb101_net import NB101Cell, compute_vertex_channels
 
 from wsnas import Arch, InvalidArchitecture, count_params
+from wsnas.search_spaces import NB101, NB101_OPS
+from wsnas.search_spaces._nb101_net import NB101Cell, compute_vertex_channels
 from wsnas.testing import SearchSpaceTestCase
 
 IN, OUT = "input", "output"

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from wsnas.search_spaces import NB201, NB201_OPS, get_space
 
 from wsnas import InvalidArchitecture, count_params
+from wsnas.search_spaces import NB201, NB201_OPS, get_space
 from wsnas.testing import SearchSpaceTestCase
 
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
