@@ -4,21 +4,33 @@ A candidate architecture (:class:`Arch`) of a search space (:mod:`wsnas.search_s
 real PyTorch network, given generated initial weights, turned into a parameter graph and scored by a
 graph neural network that predicts how well it will train.
 
-Importing ``wsnas`` is cheap: torch and the other heavy libraries load when a function needs them.
+Importing ``wsnas`` is cheap: names that need torch load their module on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from wsnas._arch import INPUT, OUTPUT, Arch, Arity
 from wsnas._errors import (
+    DatasetError,
     InvalidArchitecture,
     PredictorFileError,
     UnknownSearchSpace,
+    UnknownTask,
     UnsupportedLayer,
     WsnasError,
+    ZooFileError,
 )
 from wsnas._netstats import count_flops, count_params
+from wsnas._tasks import Task, TaskData, cifar10, digits, get_task, synthetic, task_names
+from wsnas._train import TrainResult, train, train_many
 from wsnas._version import __version__
+from wsnas._zoo import Zoo, ZooRecord, build_zoo, sample_distinct
+
+# name -> module, imported on first access (these modules import torch at import time)
+_LAZY: dict[str, str] = {}
 
 __all__ = [
     "Arch",
@@ -30,7 +42,37 @@ __all__ = [
     "UnknownSearchSpace",
     "UnsupportedLayer",
     "PredictorFileError",
+    "UnknownTask",
+    "DatasetError",
+    "ZooFileError",
     "count_params",
     "count_flops",
+    "Task",
+    "TaskData",
+    "cifar10",
+    "digits",
+    "synthetic",
+    "get_task",
+    "task_names",
+    "TrainResult",
+    "train",
+    "train_many",
+    "Zoo",
+    "ZooRecord",
+    "build_zoo",
+    "sample_distinct",
     "__version__",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wsnas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

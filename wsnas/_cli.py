@@ -146,5 +146,13 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
         click.echo(f"  edge {u} -> {v}" + (f": {label}" if label else "") + (f" {extra}" if extra else ""))
 
 
+def _attach_subcommands() -> None:
+    from wsnas._cli_zoo import zoo_group
+
+    main.add_command(zoo_group)
+
+
+_attach_subcommands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,9 @@ __all__ = [
     "UnknownSearchSpace",
     "UnsupportedLayer",
     "PredictorFileError",
+    "UnknownTask",
+    "DatasetError",
+    "ZooFileError",
 ]
 
 
@@ -36,3 +39,18 @@ class UnsupportedLayer(WsnasError, TypeError):
 
 class PredictorFileError(WsnasError, OSError):
     """A predictor file is not a wsnas predictor, or is truncated or corrupted."""
+
+
+class UnknownTask(WsnasError, KeyError):
+    """A task was asked for by a name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(WsnasError, OSError):
+    """A dataset is missing, malformed, or refused (an unsafe pickle)."""
+
+
+class ZooFileError(WsnasError, OSError):
+    """A zoo file is not JSON lines of zoo records (a line other than the last is malformed)."""

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wsnas._cli_zoo import zoo_group
+from wsnas._tasks import synthetic
+from wsnas._train import train
+from wsnas._zoo import Zoo, ZooFileError, ZooRecord, build_zoo, sample_distinct
+from wsnas.search_spaces import NB201
+
+SPACE = NB201()
+TASK = synthetic(n=128, epochs=1, batch_size=32, size={"C": 4, "N": 1})
+
+
+def _record(seed: int = 0) -> ZooRecord:
+    arch = sample_distinct(SPACE, 1, seed)[0]
+    return ZooRecord.from_result(train(SPACE, arch, TASK, seed=seed))
+
+
+def test_append_load_round_trip_and_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "zoo.jsonl"
+    assert Zoo.load(path) == []
+    zoo = Zoo(path)
+    first = zoo.append(_record(0))
+    assert Zoo.load(path) == [first] and first.key == ("nb201", first.arch_hash, 0, TASK.fingerprint)
+    doc = json.loads(path.read_text())
+    assert {"arch", "arch_hash", "space", "seed", "task", "task_fingerprint", "val_acc", "val_acc_curve"} <= set(doc)
+    assert {"val_loss_curve", "train_seconds", "params", "flops", "wsnas_version", "timestamp"} <= set(doc)
+    # a crash in the middle of a write leaves a torn line: ignored with a warning, removed by the next append
+    with open(path, "ab") as fh:
+        fh.write(first.to_json().encode()[:40])
+    with pytest.warns(RuntimeWarning, match="torn last line"):
+        assert Zoo.load(path) == [first]
+    second = _record(1)
+    with pytest.warns(RuntimeWarning, match="removing a torn last line"):
+        zoo.append(second)
+    assert Zoo.load(path) == [first, second]
+    assert path.read_bytes().count(b"\n") == 2
+    # a bad line that is not the last is corruption, not a torn append
+    path.write_text("not json\n" + first.to_json() + "\n")
+    with pytest.raises(ZooFileError, match="line 1 is not a zoo record"):
+        Zoo.load(path)
+
+
+def test_build_continues_the_same_sample_sequence(tmp_path: Path) -> None:
+    out = tmp_path / "zoo.jsonl"
+    three = build_zoo(SPACE, TASK, 3, 7, out, workers=1, progress=False)
+    five = build_zoo(SPACE, TASK, 5, 7, out, workers=1, progress=False)
+    assert five[:3] == three and len(Zoo.load(out)) == 5
+    assert [r.arch_hash for r in five] == [a.hash for a in sample_distinct(SPACE, 5, 7)]
+    assert len({r.arch_hash for r in five}) == 5
+
+
+_BUILD = """
+import sys
+from wsnas.search_spaces import NB201
+from wsnas._tasks import synthetic
+from wsnas._zoo import build_zoo
+if __name__ == "__main__":
+    task = synthetic(n=256, epochs=2, batch_size=16, size={"C": 4, "N": 1})
+    build_zoo(NB201(), task, 10, 3, sys.argv[1], workers=1, progress=False)
+"""
+
+
+def test_build_resumes_after_sigkill_without_duplicates(tmp_path: Path) -> None:
+    out = tmp_path / "zoo.jsonl"
+    script = tmp_path / "build.py"
+    script.write_text(_BUILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 1:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+    before = Zoo.load(out)
+    assert 1 <= len(before) < 10
+    task = synthetic(n=256, epochs=2, batch_size=16, size={"C": 4, "N": 1})
+    records = build_zoo(SPACE, task, 10, 3, out, workers=1, progress=False)
+    after = Zoo.load(out)
+    keys = [r.key for r in after]
+    assert len(after) == 10 and len(set(keys)) == 10
+    assert after[: len(before)] == before  # old records untouched, only the missing ones trained
+    assert {r.arch_hash for r in records} == {a.hash for a in sample_distinct(SPACE, 10, 3)}
+
+
+def _one_line_error(args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(zoo_group, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+
+
+def test_cli_build_show_and_one_line_errors(tmp_path: Path) -> None:
+    out = str(tmp_path / "z.jsonl")
+    common = ["--n", "2", "--seed", "0", "--out", out]
+    _one_line_error(["build", "--space", "nb999", "--task", "synthetic", *common], "unknown search space 'nb999'")
+    _one_line_error(["build", "--space", "nb201", "--task", "mnist", *common], "unknown task 'mnist'")
+    _one_line_error(["build", "--space", "nb201", "--task", "cifar10", *common], "needs --data-dir")
+    missing = str(tmp_path / "nowhere")
+    _one_line_error(
+        ["build", "--space", "nb201", "--task", "cifar10", "--data-dir", missing, *common], "nowhere' does not exist"
+    )
+    _one_line_error(["build", "--space", "nb201", "--task", "synthetic", "--epochs", "0", *common], "epochs must be")
+    _one_line_error(["show", str(tmp_path / "none.jsonl")], "does not exist")
+    args = ["build", "--space", "nb201", "--task", "synthetic", "--subset", "64", "-s", "C=4", "-s", "N=1"]
+    result = CliRunner().invoke(zoo_group, [*args, *common, "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = Zoo.load(out)
+    assert len(records) == 2 and all(r.task == "synthetic" for r in records)
+    shown = CliRunner().invoke(zoo_group, ["show", out])
+    assert shown.exit_code == 0 and "2 records" in shown.output
+    best = max(records, key=lambda r: r.val_acc)
+    assert f"{best.val_acc:.4f}" in shown.output and best.arch in shown.output
+
+
+def test_cli_modules_import_no_torch() -> None:
+    code = "import sys, wsnas._cli_zoo, wsnas._zoo, wsnas._tasks; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,148 @@
+"""The ``wsnas zoo`` commands: build a model zoo by really training sampled architectures, and show one.
+
+Attached to the main command with ``main.add_command(zoo_group)``. Heavy libraries load inside the
+commands; bad input prints one ``error: ...`` line and exits with status 2 (see :mod:`wsnas._cli`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import click
+
+__all__ = ["zoo_group"]
+
+
+def _cli_error(message: str) -> click.ClickException:
+    from wsnas._cli import CliError  # imported late: wsnas._cli imports this module
+
+    return CliError(message)
+
+
+class _ZooGroup(click.Group):
+    """Turns wsnas's own errors and bad recipe values into one clean line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from wsnas._errors import WsnasError
+
+        try:
+            return super().invoke(ctx)
+        except WsnasError as exc:
+            raise _cli_error(str(exc)) from None
+
+
+def _parse_size(items: tuple[str, ...]) -> dict[str, Any]:
+    size: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise _cli_error(f"--size expects KEY=VALUE (e.g. C=8), got {item!r}")
+        for cast in (int, float):
+            try:
+                size[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            size[key] = raw
+    return size
+
+
+@click.group("zoo", cls=_ZooGroup)
+def zoo_group() -> None:
+    """Model zoos: JSON-lines files of really-trained architectures."""
+
+
+@zoo_group.command("build")
+@click.option("--space", "space_name", required=True, help="Search space name (see `wsnas spaces`).")
+@click.option("--task", "task_name", required=True, help="Task: cifar10, digits or synthetic.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (cifar10: cifar-10-batches-py).")
+@click.option("--n", "n", type=int, required=True, help="Number of distinct architectures to train.")
+@click.option("--seed", type=int, required=True, help="Seeds the architecture sample and every training run.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Zoo file (JSON lines), appended to.")
+@click.option("--workers", type=int, default=None, help="Training processes (default: one per core).")
+@click.option("--epochs", type=int, help="Recipe: training epochs.")
+@click.option("--resolution", type=int, help="Recipe: input resolution (images resized once at load time).")
+@click.option("--subset", type=int, help="Recipe: number of training images.")
+@click.option("--val-size", type=int, help="Recipe: validation images held out of the training data.")
+@click.option("--batch-size", type=int, help="Recipe: batch size.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Recipe: optimizer.")
+@click.option("--lr", type=float, help="Recipe: (peak) learning rate.")
+@click.option("--weight-decay", type=float, help="Recipe: weight decay.")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help="Recipe: lr schedule.")
+@click.option("--task-seed", type=int, help="Recipe: seed of the train/validation split.")
+@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Network size, e.g. -s C=8.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build_cmd(
+    space_name: str,
+    task_name: str,
+    data_dir: str | None,
+    n: int,
+    seed: int,
+    out: str,
+    workers: int | None,
+    size_items: tuple[str, ...],
+    quiet: bool,
+    **recipe: Any,
+) -> None:
+    """Train N distinct architectures of SPACE sampled with SEED on TASK, appending each to OUT.
+
+    Rerunning the same command resumes: architectures already in OUT (same space, hash, seed and task
+    fingerprint) are skipped.
+    """
+    from wsnas._tasks import get_task
+    from wsnas._zoo import build_zoo
+    from wsnas.search_spaces import get_space
+
+    space = get_space(space_name)
+    if workers is not None and workers < 1:
+        raise _cli_error(f"--workers must be >= 1, got {workers}")
+    options = {("seed" if k == "task_seed" else k): v for k, v in recipe.items() if v is not None}
+    size = _parse_size(size_items)
+    if size:
+        options["size"] = size
+    if data_dir is not None:
+        options["data_dir"] = data_dir
+    elif task_name.lower() == "cifar10":
+        raise _cli_error(
+            "task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py' (or that folder)"
+        )
+    try:
+        task = get_task(task_name, **options)
+    except (TypeError, ValueError) as exc:
+        raise _cli_error(f"invalid recipe for task {task_name!r}: {exc}") from None
+    try:
+        records = build_zoo(space, task, n, seed, out, workers=workers, progress=not quiet)
+    except (TypeError, ValueError) as exc:
+        raise _cli_error(f"zoo build failed: {exc}") from None
+    accs = [r.val_acc for r in records]
+    click.echo(f"{len(records)} architectures in {out}; val acc {min(accs):.4f} .. {max(accs):.4f}")
+
+
+@zoo_group.command("show")
+@click.argument("path", metavar="FILE")
+@click.option("--top", type=int, default=5, show_default=True, help="How many of the best to list.")
+def show_cmd(path: str, top: int) -> None:
+    """Summarise the zoo FILE: record count, validation accuracy range, the best architectures."""
+    from wsnas._zoo import Zoo
+
+    if not os.path.isfile(path):
+        raise _cli_error(f"zoo file {path!r} does not exist")
+    records = Zoo.load(path)
+    if not records:
+        click.echo(f"{path}: 0 records")
+        return
+    accs = [r.val_acc for r in records]
+    diverged = sum(r.diverged for r in records)
+    secs = [r.train_seconds for r in records if math.isfinite(r.train_seconds)]
+    groups = sorted({(r.space, r.task, r.task_fingerprint) for r in records})
+    click.echo(f"{path}: {len(records)} records ({diverged} diverged)")
+    for space, task, fp in groups:
+        click.echo(f"  space {space}  task {task}  fingerprint {fp}")
+    click.echo(f"val acc   {min(accs):.4f} .. {max(accs):.4f} (mean {sum(accs) / len(accs):.4f})")
+    click.echo(f"train s   {sum(secs) / max(len(secs), 1):.2f} per architecture")
+    click.echo(f"top {min(top, len(records))}")
+    for r in sorted(records, key=lambda r: -r.val_acc)[:top]:
+        click.echo(f"  {r.val_acc:.4f}  {r.params:>9,} params  {r.arch}")

@@ -1,0 +1,438 @@
+"""Tasks: a dataset plus a training recipe, with a stable fingerprint of everything that changes results.
+
+>>> task = digits(epochs=2, resolution=16)
+>>> data = task.prepare()          # train/validation split drawn with task.seed, resized and normalised
+>>> data.train_x.shape             # [n_train, C, 16, 16]
+
+Built-in datasets: ``cifar10`` (a user's ``cifar-10-batches-py`` folder, read with a restricted
+unpickler), ``digits`` (scikit-learn's bundled 8x8 digits) and ``synthetic`` (tiny seeded data for
+tests). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsnas._errors import DatasetError, UnknownTask
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Task",
+    "TaskData",
+    "DataSource",
+    "DatasetError",
+    "UnknownTask",
+    "cifar10",
+    "digits",
+    "synthetic",
+    "get_task",
+    "task_names",
+    "OPTIMIZERS",
+    "SCHEDULES",
+]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+_CIFAR_LAYOUT = (
+    "a 'cifar-10-batches-py' folder (or its parent) holding the pickles 'data_batch_1' (.. 'data_batch_5') "
+    "and 'test_batch', as in the CIFAR-10 python release"
+)
+
+
+# -- datasets -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSource:
+    """Where a task's images come from, and their identity.
+
+    ``options`` are the loader's arguments (a folder, a generator seed); ``digest`` identifies the content
+    (a hash of the files or of the generating parameters), so the same data moved to another folder keeps
+    its fingerprint while different data gets another one.
+    """
+
+    name: str
+    digest: str
+    num_classes: int
+    in_channels: int
+    resolution: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def load(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """``(images float32 [N, C, H, W], labels int64 [N])`` of ``split`` (``"train"`` or ``"test"``)."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return _LOADERS[self.name](split, **dict(self.options))
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only what CIFAR batches reference: numpy arrays, dtypes and plain builtins."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+        *(("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str")),
+        *(("builtins", n) for n in ("int", "float", "complex", "bool")),
+        *(("__builtin__", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytes", "str", "int", "float")),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: not part of a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def _read_cifar_pickle(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read CIFAR-10 file {str(path)!r}: {exc.strerror}; expected {_CIFAR_LAYOUT}"
+        ) from None
+    try:
+        doc = _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise DatasetError(f"{str(path)!r} is not a valid CIFAR-10 batch: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DatasetError(f"{str(path)!r} is not a CIFAR-10 batch: it holds a {type(doc).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in doc.items()}
+
+
+def _cifar_folder(data_dir: str | Path) -> Path:
+    root = Path(data_dir).expanduser()
+    for candidate in (root, root / "cifar-10-batches-py"):
+        if (candidate / "data_batch_1").is_file():
+            return candidate
+    if not root.exists():
+        raise DatasetError(f"CIFAR-10 data folder {str(root)!r} does not exist; expected {_CIFAR_LAYOUT}")
+    raise DatasetError(f"no CIFAR-10 'data_batch_1' in {str(root)!r}; expected {_CIFAR_LAYOUT}")
+
+
+def _cifar_files(folder: Path, split: str) -> list[Path]:
+    if split == "test":
+        files = [folder / "test_batch"]
+    else:
+        files = [folder / f"data_batch_{i}" for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+    for f in files:
+        if not f.is_file():
+            raise DatasetError(f"CIFAR-10 file {str(f)!r} is missing; expected {_CIFAR_LAYOUT}")
+    return files
+
+
+def _load_cifar10(split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for f in _cifar_files(_cifar_folder(data_dir), split):
+        doc = _read_cifar_pickle(f)
+        data, lab = doc.get("data"), doc.get("labels")
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or lab is None:
+            raise DatasetError(f"{str(f)!r} lacks 'data' (uint8 N x 3072) and 'labels'; expected {_CIFAR_LAYOUT}")
+        if len(lab) != len(data):
+            raise DatasetError(f"{str(f)!r} has {len(data)} images but {len(lab)} labels")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(lab, dtype=np.int64))
+    x = np.concatenate(images).astype(np.float32) / 255.0
+    return x, np.concatenate(labels)
+
+
+def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # [1797, 1, 8, 8]
+    y = bunch.target.astype(np.int64)
+    # the bundled set has no test split: hold out a fixed fifth (every fifth image) as "test"
+    test = np.arange(len(y)) % 5 == 4
+    keep = test if split == "test" else ~test
+    return x[keep], y[keep]
+
+
+def _load_synthetic(
+    split: str, n: int, classes: int, size: int, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    colours = rng.normal(0.0, 1.0, size=(classes, 3, 1, 1)).astype(np.float32)  # per-class mean colour
+    patterns = rng.normal(0.0, 1.0, size=(classes, 3, size, size)).astype(np.float32)
+    offset = 0 if split == "train" else 1
+    rng = np.random.default_rng([seed, offset + 1])
+    y = rng.integers(0, classes, size=n).astype(np.int64)
+    x = colours[y] + 0.5 * patterns[y] + noise * rng.normal(0.0, 1.0, size=(n, 3, size, size)).astype(np.float32)
+    return x.astype(np.float32), y
+
+
+_LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "cifar10": _load_cifar10,
+    "digits": _load_digits,
+    "synthetic": _load_synthetic,
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- the task -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskData:
+    """A prepared task: normalised images and labels of the training subset and the validation split,
+    and the per-channel statistics (``mean``, ``std`` ``[1, C, 1, 1]``) they were normalised with.
+
+    Shapes: ``train_x [n_train, C, R, R]`` float32, ``train_y [n_train]`` int64, ``val_x [n_val, C, R, R]``,
+    ``val_y [n_val]``, with ``R`` the task's resolution.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    mean: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.float32))
+    std: np.ndarray = field(repr=False, default_factory=lambda: np.ones(1, np.float32))
+
+
+@dataclass(frozen=True, eq=True)
+class Task:
+    """A dataset plus a training recipe. Frozen; derive variants with :meth:`with_recipe`.
+
+    Fields: ``optimizer`` (``sgd`` with ``momentum``/``nesterov``, or ``adamw``), ``lr``, ``weight_decay``,
+    ``schedule`` (``onecycle``, ``cosine``, ``constant``; stepped per batch), ``epochs``, ``batch_size``,
+    ``resolution`` (images are resized once at load time; ``None``: the dataset's own), ``subset``
+    (training images used; ``None``: all not held out), ``val_size`` (images held out of the training
+    data for validation, drawn with ``seed``), ``seed`` (the split), ``size`` (network size keywords
+    passed to ``SearchSpace.build``; empty: the space's ``proxy_size``).
+    """
+
+    name: str
+    source: DataSource
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    epochs: int = 1
+    batch_size: int = 64
+    resolution: int | None = None
+    subset: int | None = None
+    val_size: int = 1000
+    seed: int = 0
+    size: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", dict(sorted(dict(self.size).items())))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for key in ("epochs", "batch_size", "val_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Task.{key} must be an int >= 1, got {value!r}")
+        for key in ("resolution", "subset"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"Task.{key} must be None or an int >= 1, got {value!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1):
+            raise ValueError(
+                f"Task needs lr > 0, weight_decay >= 0 and 0 <= momentum < 1, got "
+                f"(lr={self.lr}, weight_decay={self.weight_decay}, momentum={self.momentum})"
+            )
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, R, R)``: what a network of this task receives, without the batch dimension."""
+        r = self.resolution or self.source.resolution
+        return (self.source.in_channels, r, r)
+
+    @property
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keywords for ``SearchSpace.build``: the task's ``size`` plus ``num_classes`` and ``in_channels``."""
+        return {"num_classes": self.source.num_classes, "in_channels": self.source.in_channels, **self.size}
+
+    def recipe(self) -> dict[str, Any]:
+        """Every field except the data source, as plain JSON-ready values."""
+        doc = asdict(self)
+        doc.pop("source")
+        doc["size"] = dict(self.size)
+        return doc
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Stable hex digest of everything that changes results: dataset identity and the whole recipe
+        (the folder a dataset was read from is not part of it)."""
+        doc = {"dataset": [self.source.name, self.source.digest], **self.recipe()}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def with_recipe(self, **changes: Any) -> Task:
+        """A copy with some recipe fields changed (``None`` values are ignored)."""
+        unknown = sorted(set(changes) - set(self.recipe()))
+        if unknown:
+            raise ValueError(f"unknown recipe field(s) {unknown}; known: {sorted(self.recipe())}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def prepare(self) -> TaskData:
+        """Load, split, subset, resize and normalise the training data (cached per process).
+
+        The validation split (``val_size`` images) and the training subset are disjoint draws from the
+        training data with ``seed``; per-channel normalisation uses training-subset statistics.
+        """
+        return _prepare(self)
+
+    def load_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The untouched test split, resized and normalised like the training data: ``[N, C, R, R]``, ``[N]``."""
+        x, y = self.source.load("test")
+        data = _prepare(self)
+        return _to_tensor(self._resize(x), data.mean, data.std), _labels(y)
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        x, y = self.source.load("train")
+        n = len(y)
+        n_train = n - self.val_size if self.subset is None else self.subset
+        if self.val_size + n_train > n or n_train < 1:
+            raise ValueError(
+                f"task {self.name!r}: val_size + subset must be <= the {n} training images, got "
+                f"val_size={self.val_size}, subset={self.subset}"
+            )
+        order = np.random.default_rng(self.seed).permutation(n)
+        val, train = order[: self.val_size], order[self.val_size : self.val_size + n_train]
+        return x[train], y[train], x[val], y[val]
+
+    def _resize(self, x: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        r = self.resolution or self.source.resolution
+        h = x.shape[-1]
+        if r == h:
+            return x
+        out = []
+        for chunk in np.array_split(x, max(1, len(x) // 2048)):
+            t = torch.from_numpy(np.ascontiguousarray(chunk))
+            if h % r == 0:
+                t = F.avg_pool2d(t, h // r)
+            else:
+                t = F.interpolate(t, size=(r, r), mode="bilinear", align_corners=False, antialias=r < h)
+            out.append(t.numpy())
+        return np.concatenate(out)
+
+
+def _to_tensor(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+
+
+def _labels(y: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=2)  # a CIFAR-10 task at 32x32 holds ~120 MB
+def _prepare(task: Task) -> TaskData:
+    train_x, train_y, val_x, val_y = task._split()
+    train_x, val_x = task._resize(train_x), task._resize(val_x)
+    mean = train_x.mean(axis=(0, 2, 3), keepdims=True)
+    std = train_x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return TaskData(
+        _to_tensor(train_x, mean, std), _labels(train_y), _to_tensor(val_x, mean, std), _labels(val_y), mean, std
+    )
+
+
+# -- built-in tasks -----------------------------------------------------------------------------------
+def cifar10(data_dir: str | Path, **recipe: Any) -> Task:
+    """CIFAR-10 from a user's ``cifar-10-batches-py`` folder (or its parent); recipe keywords as :class:`Task`.
+
+    The dataset's identity is a content hash of the batch files (computed once per file per process).
+
+    Raises:
+        DatasetError: the folder or a file is missing; the message names the path and the layout.
+    """
+    folder = _cifar_folder(data_dir)
+    files = _cifar_files(folder, "train") + _cifar_files(folder, "test")
+    parts = []
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.name}:{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}")
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    source = DataSource("cifar10", digest, 10, 3, 32, (("data_dir", str(folder)),))
+    recipe.setdefault("val_size", 1000)
+    return Task(name="cifar10", source=source, **recipe)
+
+
+def digits(**recipe: Any) -> Task:
+    """scikit-learn's bundled 8x8 handwritten digits (1 channel, 10 classes), upsampled to 16x16 by default.
+
+    1,438 training images (a fixed fifth is kept as the test split); ``val_size`` defaults to 288.
+    """
+    x, y = _load_digits("train")
+    xt, yt = _load_digits("test")
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (x, y, xt, yt))).hexdigest()[:16]
+    source = DataSource("digits", digest, 10, 1, 8)
+    recipe.setdefault("resolution", 16)
+    recipe.setdefault("val_size", 288)
+    return Task(name="digits", source=source, **recipe)
+
+
+def synthetic(
+    n: int = 512, classes: int = 4, image_size: int = 8, noise: float = 1.0, data_seed: int = 0, **recipe: Any
+) -> Task:
+    """Tiny generated images for tests: each class has a mean colour and a pattern, plus Gaussian noise.
+
+    ``n`` training (and ``n`` test) images of shape ``[3, image_size, image_size]``, drawn with ``data_seed``.
+    """
+    options = (
+        ("n", int(n)),
+        ("classes", int(classes)),
+        ("size", int(image_size)),
+        ("noise", float(noise)),
+        ("seed", int(data_seed)),
+    )
+    digest = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]
+    source = DataSource("synthetic", digest, int(classes), 3, int(image_size), options)
+    recipe.setdefault("val_size", max(1, n // 8))
+    return Task(name="synthetic", source=source, **recipe)
+
+
+_TASKS: dict[str, Callable[..., Task]] = {"cifar10": cifar10, "digits": digits, "synthetic": synthetic}
+
+
+def task_names() -> list[str]:
+    """Names :func:`get_task` accepts."""
+    return list(_TASKS)
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """The built-in task called ``name`` with ``options`` (``data_dir`` for cifar10, recipe fields).
+
+    Raises:
+        UnknownTask: no task has that name; the message lists the known ones.
+    """
+    key = str(name).lower()
+    if key not in _TASKS:
+        raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(_TASKS)}")
+    if key == "cifar10" and options.get("data_dir") is None:
+        raise DatasetError("task 'cifar10' needs data_dir: the folder holding 'cifar-10-batches-py'")
+    return _TASKS[key](**options)
