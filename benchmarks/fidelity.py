@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "overrides": PRESETS[args.preset][name],
             "n": len(recs),
             "s_per_arch": sum(r.train_seconds for r in recs.values()) / len(recs),
+            "cpu_s_per_arch": sum(r.cpu_seconds for r in recs.values()) / len(recs),
             "mean_val_acc": sum(r.val_acc for r in recs.values()) / len(recs),
             "spearman_vs_ref": _spearman([recs[h].val_acc for h in common], [ref[h].val_acc for h in common]),
             "n_common": len(common),
@@ -98,10 +99,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| recipe | n | s/arch | mean val acc | Spearman vs ref |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| recipe | n | CPU s/arch | wall s/arch | mean val acc | Spearman vs ref |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         rho = "n/a" if r["spearman_vs_ref"] is None else f"{r['spearman_vs_ref']:.3f} ({r['n_common']})"
-        lines.append(f"| {r['recipe']} | {r['n']} | {r['s_per_arch']:.2f} | {r['mean_val_acc']:.4f} | {rho} |")
+        lines.append(
+            f"| {r['recipe']} | {r['n']} | {r['cpu_s_per_arch']:.2f} | {r['s_per_arch']:.2f} "
+            f"| {r['mean_val_acc']:.4f} | {rho} |"
+        )
     return "\n".join(lines)
 
 

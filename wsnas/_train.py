@@ -34,7 +34,8 @@ __all__ = ["TrainResult", "train", "train_many"]
 class TrainResult:
     """What one training run measured.
 
-    ``val_acc``/``val_loss`` are the final validation accuracy (a fraction) and mean cross-entropy;
+    ``train_seconds`` is wall time, ``cpu_seconds`` the CPU time of the training process (with one torch
+    thread, the compute a run costs whatever else the machine is doing). ``val_acc``/``val_loss`` are the final validation accuracy (a fraction) and mean cross-entropy;
     the curves hold one value per finished epoch. A run whose loss became NaN or infinite is
     ``diverged``: training stops there, ``val_acc`` is chance level (``1 / num_classes``) and
     ``val_loss`` is ``None``. ``init`` says where the initial weights came from (``generated``: wsnas's
@@ -56,6 +57,7 @@ class TrainResult:
     params: int
     flops: int
     diverged: bool = False
+    cpu_seconds: float = math.nan
     init: str = "generated"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -175,7 +177,7 @@ def train(
         loss_curve: list[float] = []
         train_curve: list[float] = []
         diverged = False
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         net.train()
         for _ in range(task.epochs):
             order = torch.randperm(n, generator=order_gen)
@@ -200,7 +202,7 @@ def train(
             train_curve.append(total / per_epoch)
             acc_curve.append(acc)
             loss_curve.append(val_loss)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return TrainResult(
         space=space.name,
         arch=space.to_string(arch),
@@ -214,6 +216,7 @@ def train(
         val_loss_curve=tuple(loss_curve),
         train_loss_curve=tuple(train_curve),
         train_seconds=seconds,
+        cpu_seconds=cpu_seconds,
         params=params,
         flops=flops,
         diverged=diverged,

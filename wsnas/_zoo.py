@@ -9,6 +9,7 @@ the next append truncates it first. A record's key is ``(space, arch hash, seed,
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ class ZooRecord:
     init: str
     wsnas_version: str
     timestamp: str
+    cpu_seconds: float = math.nan
 
     @property
     def key(self) -> Key:
@@ -76,13 +78,18 @@ class ZooRecord:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ZooRecord:
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(doc))
+        missing = sorted(names - set(doc) - {"cpu_seconds"})  # older records lack cpu_seconds
         if missing:
             raise ValueError(f"a zoo record needs the fields {missing}")
-        return cls(**{k: v for k, v in doc.items() if k in names})
+        kept = {k: v for k, v in doc.items() if k in names}
+        if kept.get("cpu_seconds") is None:
+            kept.pop("cpu_seconds", None)
+        return cls(**kept)
 
     def to_json(self) -> str:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not math.isfinite(doc["cpu_seconds"]):
+            doc["cpu_seconds"] = None
         return json.dumps(doc, sort_keys=True, allow_nan=False)
 
 
