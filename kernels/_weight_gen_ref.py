@@ -1,0 +1,219 @@
+"""Seeded weight generation in plain PyTorch: the reference of :mod:`wsnas.kernels._weight_gen`.
+
+This file is the documentation of the generator, the oracle the Triton kernel is tested against and the
+path that runs on the CPU. Both paths produce the same float32 bits.
+
+The generator is counter-based: the value of element ``e`` of a tensor is a pure function of the
+tensor's 32-bit key (mixed from the candidate's seed and the tensor's index in its spec, see
+:func:`mix_keys`), of ``e``, and of the tensor's rule. One 32-bit hash per element::
+
+    h = fmix32(key ^ (e * 0x9E3779B1 mod 2**32))        # murmur3's finaliser, a bijection of its input
+
+* ``KIND_UNIFORM`` (``scale = bound * 2**-23``): ``float((h >> 8) - 2**23) * scale`` in ``[-bound, bound)``;
+  the int->float conversion is exact, so there is one rounding.
+* ``KIND_NORMAL`` (``scale = std``): an inverse-CDF table lookup without transcendental functions (``log``
+  and ``cos`` differ in the last bit between libraries). ``i = h >> 16`` indexes a table of quantiles
+  ``table[i] = ndtri(i / 2**16)`` (ends clamped to ``ndtri(2**-25) = -5.42`` and ``+5.42``), the next 8
+  bits ``f`` give the fraction ``r = (2f + 1) / 512``, and ``z = table[i] + r * slope[i]``; then ``z * std``.
+  ``slope[i]`` is ``table[i+1] - table[i]`` rounded to 15 significant bits, so that ``r * slope[i]``
+  (9 x 15 <= 24 bits) is exact in float32: a fused multiply-add then gives the same bits as a multiply
+  and an add, whatever a compiler contracts.
+* ``KIND_CONSTANT`` (``scale = value``): ``scale``.
+
+Integer arithmetic is done on int32 tensors holding uint32 bits: logical right shifts are an arithmetic
+shift and a mask, and 32x32-bit products are taken modulo 2**32 through ``torch.uint32`` multiplication
+(well defined wrap-around) or, where this torch lacks it, split into 16-bit halves in int64 so that every
+product stays below 2**63.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "KIND_CONSTANT",
+    "KIND_UNIFORM",
+    "KIND_NORMAL",
+    "UNIFORM_STEP",
+    "TABLE_BITS",
+    "mix_keys",
+    "normal_tables",
+    "weight_gen_reference",
+]
+
+#: rule kinds in the ``kind`` column of a row table
+KIND_CONSTANT, KIND_UNIFORM, KIND_NORMAL = 0, 1, 2
+#: a uniform row stores ``bound * UNIFORM_STEP`` as its scale (the step between 24-bit levels)
+UNIFORM_STEP = 2.0**-23
+#: the normal table has ``2**TABLE_BITS`` cells
+TABLE_BITS = 16
+
+_M32 = 0xFFFFFFFF
+FMIX_C1, FMIX_C2 = 0x85EBCA6B, 0xC2B2AE35  # murmur3 fmix32 multipliers
+ELEM_MULT = 0x9E3779B1  # odd, ~2**32 / golden ratio: spreads consecutive element indices
+TENSOR_MULT = 0x9E3779B9
+SEED_SALT_HI, SEED_SALT_LO = 0x6A09E667, 0xBB67AE85  # sqrt(2), sqrt(3) fractions: arbitrary, fixed forever
+
+# Elements are hashed in chunks of 2**15: each int32 temporary (128 KiB) stays in L2. Measured on one
+# thread of a shared 2-core machine (NB201 C=8, N=1, 256 candidates): 2**13: 30, 2**14: 35, 2**15: 46,
+# 2**16: 37, 2**17: 29 million weights/s.
+_CHUNK = 1 << 15
+
+
+# -- uint32 arithmetic on int32 tensors -------------------------------------------------------------------
+def _probe_uint32_mul(device_type: str) -> bool:
+    try:
+        x = torch.tensor([-1, 123456789], dtype=torch.int32, device=device_type).view(torch.uint32)
+        got = (x * FMIX_C1).view(torch.int32).tolist()
+    except Exception:  # torch builds without uint32 multiplication on this device
+        return False
+    want = [((v & _M32) * FMIX_C1) & _M32 for v in (-1, 123456789)]
+    return [g & _M32 for g in got] == want
+
+
+#: per device type, whether ``torch.uint32`` multiplication works (else the int64 16-bit split is used).
+#: On the CPU it is ~15x slower than int32 multiplication (not vectorised) but ~1.5x faster than the split.
+_UINT32_MUL: dict[str, bool] = {}
+
+
+def _signed(c: int) -> int:
+    """The int32 value with the bits of the uint32 constant ``c``."""
+    return c - (1 << 32) if c >= 1 << 31 else c
+
+
+def _to_i32(x: torch.Tensor) -> torch.Tensor:
+    """int64 values in ``[0, 2**32)`` -> int32 with the same low 32 bits (no out-of-range casts)."""
+    return (x - ((x >> 31) << 32)).to(torch.int32)
+
+
+def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of uint32 bits held in int32."""
+    return (x >> k) & ((1 << (32 - k)) - 1)
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``x * c mod 2**32`` for int32 ``x`` holding uint32 bits and a constant ``0 <= c < 2**32``."""
+    kind = x.device.type
+    if kind not in _UINT32_MUL:
+        _UINT32_MUL[kind] = _probe_uint32_mul(kind)
+    if _UINT32_MUL[kind]:
+        return (x.view(torch.uint32) * c).view(torch.int32)
+    x64 = x.to(torch.int64) & _M32  # < 2**32; each product below is < 2**48
+    return _to_i32((x64 * (c & 0xFFFF) + (((x64 * (c >> 16)) & 0xFFFF) << 16)) & _M32)
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finaliser (a bijection) on int32 tensors holding uint32 bits."""
+    h = h ^ _srl(h, 16)
+    h = _mul32(h, FMIX_C1)
+    h = h ^ _srl(h, 13)
+    h = _mul32(h, FMIX_C2)
+    return h ^ _srl(h, 16)
+
+
+# -- public helpers shared with the Triton path ----------------------------------------------------------
+def mix_keys(seeds: torch.Tensor, tensor_index: torch.Tensor) -> torch.Tensor:
+    """The 32-bit key of each (seed, tensor index) pair.
+
+    Args:
+        seeds: ``[R]`` int64, each in ``[0, 2**63)``.
+        tensor_index: ``[R]`` int64, the tensor's position in its spec, in ``[0, 2**31)``.
+
+    Returns:
+        ``[R]`` int64 keys in ``[0, 2**32)``.
+    """
+    lo = _to_i32(seeds & _M32)
+    hi = _to_i32(seeds >> 32)
+    k = _fmix32(hi ^ _signed(SEED_SALT_HI))
+    k = _fmix32(k ^ lo)
+    k = _fmix32(k ^ _mul32(_to_i32(tensor_index), TENSOR_MULT) ^ _signed(SEED_SALT_LO))
+    return k.to(torch.int64) & _M32
+
+
+_TABLES: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def normal_tables(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse normal CDF tables shared by both paths (built once, cached per device).
+
+    Returns:
+        ``(table, slope)``, each ``[2**16]`` float32: ``table[i]`` is ``ndtri(i / 2**16)`` (computed in
+        float64, clamped to ``[2**-25, 1 - 2**-25]``, cast to float32) and ``slope[i]`` is
+        ``table[i+1] - table[i]`` rounded to 15 significant bits (so ``r * slope[i]`` is exact for a
+        9-bit fraction ``r``).
+    """
+    key = str(torch.device(device))
+    if key not in _TABLES:
+        if "cpu" not in _TABLES:
+            n = 1 << TABLE_BITS
+            p = (torch.arange(n + 1, dtype=torch.float64) / n).clamp(2.0**-25, 1 - 2.0**-25)
+            quant = torch.special.ndtri(p).to(torch.float32)  # [n + 1]
+            diff = quant[1:].double() - quant[:-1].double()  # [n], > 0
+            mant, exp = torch.frexp(diff)  # diff = mant * 2**exp, mant in [0.5, 1)
+            slope = torch.ldexp(torch.round(mant * 2.0**15), (exp - 15).double()).to(torch.float32)
+            _TABLES["cpu"] = (quant[:-1].contiguous(), slope)
+        _TABLES[key] = tuple(t.to(device) for t in _TABLES["cpu"])  # type: ignore[assignment]
+    return _TABLES[key]
+
+
+def _check_rows(rows: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> None:
+    if rows.dim() != 2 or rows.shape[1] != 4 or rows.dtype != torch.int64:
+        raise ValueError(f"rows must be an int64 [R, 4] table, got {rows.dtype} {tuple(rows.shape)}")
+    if scales.shape != (rows.shape[0],) or scales.dtype != torch.float32:
+        raise ValueError(f"scales must be float32 [R={rows.shape[0]}], got {scales.dtype} {tuple(scales.shape)}")
+    if out.dim() != 1 or out.dtype != torch.float32 or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous float32 vector, got {out.dtype} {tuple(out.shape)}")
+
+
+def weight_gen_reference(rows: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` with generated weights, row by row (the PyTorch path).
+
+    Args:
+        rows: ``[R, 4]`` int64, one row per tensor: ``(offset in out, numel, key, kind)``. The rows tile
+            ``out`` in order: row ``r`` starts where row ``r - 1`` ends, the first at 0, the last ends at
+            ``out.numel()``.
+        scales: ``[R]`` float32: the constant, ``bound * UNIFORM_STEP`` or the normal std of each row.
+        out: ``[total]`` float32, written in place.
+
+    Returns:
+        ``out``.
+    """
+    _check_rows(rows, scales, out)
+    total = out.numel()
+    host = rows[:, :2].cpu()
+    starts, ends = host[:, 0].contiguous(), (host[:, 0] + host[:, 1]).contiguous()
+    if len(host) and (int(starts[0]) != 0 or int(ends[-1]) != total or not torch.equal(starts[1:], ends[:-1])):
+        raise ValueError(f"rows must tile out ([{total}]) in order; got starts {starts[:4].tolist()}...")
+    if len(host) == 0 and total:
+        raise ValueError(f"no rows for an out of {total} elements")
+    dev = out.device
+    rows, scales = rows.to(dev), scales.to(dev)
+    row_start, row_kind = rows[:, 0].contiguous(), rows[:, 3].contiguous()  # [R]
+    row_key = _to_i32(rows[:, 2])  # [R] int32 bits
+    table, slope = normal_tables(dev)
+    for a in range(0, total, _CHUNK):
+        b = min(a + _CHUNK, total)
+        r0 = int(torch.searchsorted(ends, a, right=True))  # first row ending after a
+        r1 = int(torch.searchsorted(starts, b))  # rows starting before b end at r1
+        sub_start = row_start[r0:r1]
+        counts = ((sub_start + rows[r0:r1, 1]).clamp(max=b) - sub_start.clamp(min=a)).clamp(min=0)  # in [a, b)
+        rid = torch.repeat_interleave(torch.arange(r0, r1, device=dev), counts, output_size=b - a)  # [b - a]
+        elem = (torch.arange(a, b, device=dev) - row_start.index_select(0, rid)).to(torch.int32)  # < 2**31
+        h = _fmix32(row_key.index_select(0, rid) ^ _mul32(elem, ELEM_MULT))  # [b - a] hash bits
+        scale = scales.index_select(0, rid)
+        kinds = row_kind[r0:r1].unique().tolist()
+        res = None
+        for kind in kinds:
+            if kind == KIND_NORMAL:
+                idx = _srl(h, 16)
+                frac = (((h >> 8) & 0xFF) * 2 + 1).to(torch.float32) * (1.0 / 512)  # exact
+                val = (table.index_select(0, idx) + frac * slope.index_select(0, idx)) * scale
+            elif kind == KIND_UNIFORM:
+                val = (_srl(h, 8) - (1 << 23)).to(torch.float32) * scale
+            elif kind == KIND_CONSTANT:
+                val = scale
+            else:
+                raise ValueError(f"row kind must be 0 (constant), 1 (uniform) or 2 (normal), got {kind}")
+            res = val if res is None else torch.where(row_kind.index_select(0, rid) == kind, val, res)
+        out[a:b] = res
+    return out
