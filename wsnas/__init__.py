@@ -30,7 +30,18 @@ from wsnas._version import __version__
 from wsnas._zoo import Zoo, ZooRecord, build_zoo, sample_distinct
 
 # name -> module, imported on first access (these modules import torch at import time)
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ["TensorSpec", "WeightSpec", "weight_spec", "generate", "GeneratedWeights", "load_into", "INIT_RULES"],
+        "wsnas._weights",
+    ),
+    **dict.fromkeys(
+        ["ParamGraph", "param_graph", "batch_graphs", "build_batch", "GraphTemplate", "NODE_TYPES", "EDGE_TYPES",
+         "NODE_FEATURES"],
+        "wsnas._paramgraph",
+    ),  # fmt: skip
+    "graph_template": "wsnas._trace",
+}
 
 __all__ = [
     "Arch",

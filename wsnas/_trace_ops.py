@@ -1,0 +1,296 @@
+"""The symbolic interpreter behind :func:`wsnas._trace.trace_template`: one handler per supported op.
+
+Each fx node becomes a :class:`~wsnas._trace._Value` (channel nodes, or pending channel-wise terms);
+layers add nodes, edges and weight placements to the :class:`~wsnas._trace._Builder`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wsnas._errors import UnsupportedLayer
+from wsnas._trace import _ACT_FUNCS, _ACT_METHODS, _ACTS, _COL, SUPPORTED_LAYERS, _Builder, _pair, _Value, _window
+from wsnas.search_spaces._ops import Zero
+
+__all__ = ["interpret"]
+
+
+class _Size:
+    """A traced ``x.size()``/``x.shape`` (or an entry of it): only used to spell a flatten as a view."""
+
+
+def _zeros(c: int) -> torch.Tensor:
+    return torch.zeros(c, dtype=torch.long)
+
+
+def _terms(v: _Value) -> list[tuple[torch.Tensor, str, float, torch.Tensor]]:
+    return [(v.nodes, "sum", 1.0, v.act)] if v.nodes is not None else v.terms
+
+
+def _materialize(v: _Value, b: _Builder) -> _Value:
+    """Give a pending value channel nodes (in place, so every reader shares them)."""
+    if v.nodes is not None:
+        return v
+    if len(v.terms) == 1 and v.terms[0][1] == "sum" and v.terms[0][2] == 1.0:
+        v.nodes, v.act = v.terms[0][0], v.terms[0][3]  # a plain pass-through: no new nodes
+    else:
+        ids = b.nodes(v.channels, "sum" if v.terms else "zero")
+        for src, etype, value, act in v.terms:
+            b.channelwise(src, ids, etype, value, act)
+        v.nodes, v.act = ids, _zeros(v.channels)
+    v.terms = []
+    return v
+
+
+def _linear(node: fx.Node, m: nn.Conv2d | nn.Linear, x: _Value, b: _Builder) -> _Value:
+    """Conv2d (any groups) or Linear: one edge per connected (in, out) channel pair, kernel centred."""
+    is_conv = isinstance(m, nn.Conv2d)
+    c_in, c_out = (m.in_channels, m.out_channels) if is_conv else (m.in_features, m.out_features)
+    if x.channels != c_in:
+        raise ValueError(f"param_graph: {node.target!r} expects {c_in} input channels, got a tensor with {x.channels}")
+    if not is_conv and x.spatial:
+        raise UnsupportedLayer(
+            f"param_graph: Linear {node.target!r} applied to a [C, {', '.join(map(str, x.spatial))}] map; "
+            "flatten (or pool) to [B, features] first"
+        )
+    x = _materialize(x, b)
+    groups = m.groups if is_conv else 1
+    kh, kw = _pair(m.kernel_size) if is_conv else (1, 1)
+    ig, og = c_in // groups, c_out // groups
+    out = b.nodes(c_out, "conv" if is_conv else "linear")
+    o = torch.arange(c_out).repeat_interleave(ig)  # [E] output channel of each edge
+    chan = (o // og) * ig + torch.arange(ig).repeat(c_out)  # [E] input channel (within its group)
+    ids = b.edges(x.nodes[chan], out[o], "conv" if is_conv else "linear", x.act[chan])
+    # edge e = o * ig + i reads weight[o, i] = flat[offset + e*kh*kw : ...]: one contiguous run
+    b.e_runs.append((int(ids[0]) if ids.numel() else 0, ids.numel(), b.weight(m.weight), kh, kw))
+    if m.bias is not None:
+        b.node_w.append((out, _COL["bias"], b.weight(m.bias) + torch.arange(c_out)))
+    spatial = _window(x.spatial, m.kernel_size, m.stride, m.padding, m.dilation) if is_conv else ()
+    return _Value(c_out, spatial, nodes=out, act=_zeros(c_out), producer=node)
+
+
+def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: _Value, b: _Builder) -> _Value:
+    """BatchNorm: folds onto the nodes of the Conv2d/Linear that feeds only it, else its own nodes."""
+    if x.channels != m.num_features:
+        raise ValueError(f"param_graph: BatchNorm with {m.num_features} features applied to {x.channels} channels")
+    fold = x.nodes is not None and x.producer is not None and len(x.producer.users) == 1 and not bool(x.act.any())
+    if fold:
+        target = x.nodes
+    else:
+        x = _materialize(x, b)
+        target = b.nodes(x.channels, "norm")
+        b.channelwise(x.nodes, target, "norm", 1.0, x.act)
+    b.static_rows.append((target, _COL["has_norm"], 1.0))
+    if m.weight is not None:
+        b.node_w.append((target, _COL["gamma"], b.weight(m.weight) + torch.arange(x.channels)))
+    if m.bias is not None:
+        b.node_w.append((target, _COL["beta"], b.weight(m.bias) + torch.arange(x.channels)))
+    return _Value(x.channels, x.spatial, nodes=target, act=_zeros(x.channels))
+
+
+def _activate(x: _Value, code: int, b: _Builder) -> _Value:
+    x = _materialize(x, b)
+    b.acts.append((x.nodes, code))
+    return _Value(x.channels, x.spatial, nodes=x.nodes, act=torch.full((x.channels,), code))
+
+
+def _pool(x: _Value, kind: str, k, s, p, ceil: bool, b: _Builder) -> _Value:  # noqa: ANN001
+    x = _materialize(x, b)
+    kh, kw = _pair(k)
+    value = 1.0 / (kh * kw) if kind == "avg_pool" else 1.0
+    spatial = _window(x.spatial, k, k if s is None or s == () else s, p, 1, ceil)
+    return _Value(x.channels, spatial, terms=[(x.nodes, kind, value, x.act)])
+
+
+def _passthrough(x: _Value, spatial: tuple[int, ...]) -> _Value:
+    return _Value(x.channels, spatial, nodes=x.nodes, act=x.act, terms=list(x.terms))
+
+
+def _adaptive(x: _Value, size) -> _Value:  # noqa: ANN001
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return _passthrough(x, tuple(h if s is None else s for h, s in zip(x.spatial, size)))
+
+
+def _flatten(x: _Value, start: int, b: _Builder) -> _Value:
+    if start != 1:
+        raise UnsupportedLayer(f"param_graph: only flatten from dim 1 is supported, got start_dim={start}")
+    hw = math.prod(x.spatial)
+    if hw == 1:
+        return _passthrough(x, ())
+    x = _materialize(x, b)
+    out = b.nodes(x.channels * hw, "flatten")  # torch.flatten order: channel-major
+    b.channelwise(x.nodes.repeat_interleave(hw), out, "flatten", 1.0, x.act.repeat_interleave(hw))
+    return _Value(x.channels * hw, (), nodes=out, act=_zeros(x.channels * hw))
+
+
+def _scale(x: _Value, s: float) -> _Value:
+    if s == 0:
+        return _Value(x.channels, x.spatial)
+    return _Value(x.channels, x.spatial, terms=[(src, t, v * s, a) for src, t, v, a in _terms(x)])
+
+
+def _add(a: _Value, c: _Value) -> _Value:
+    if a.channels != c.channels:
+        raise ValueError(f"param_graph: adding tensors of {a.channels} and {c.channels} channels")
+    return _Value(a.channels, a.spatial, terms=_terms(a) + _terms(c))
+
+
+def _cat(parts: Sequence[_Value], dim: int, b: _Builder) -> _Value:
+    if not parts or not all(isinstance(p, _Value) for p in parts):
+        raise UnsupportedLayer("param_graph: torch.cat of something other than traced tensors")
+    if dim not in (1, -1 - len(parts[0].spatial)):
+        raise UnsupportedLayer(f"param_graph: torch.cat is supported on the channel dim (1) only, got dim={dim}")
+    parts = [_materialize(p, b) for p in parts]
+    return _Value(
+        sum(p.channels for p in parts), parts[0].spatial,
+        nodes=torch.cat([p.nodes for p in parts]), act=torch.cat([p.act for p in parts]),
+    )  # fmt: skip
+
+
+def _getitem(x: object, idx: object, b: _Builder) -> object:
+    if isinstance(x, _Size):
+        return x
+    if not isinstance(x, _Value):
+        raise UnsupportedLayer(f"param_graph: indexing {type(x).__name__} is not supported")
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    full = slice(None)
+    ok = len(idx) >= 2 and idx[0] == full and isinstance(idx[1], slice)
+    ok = ok and all(i == full or i is Ellipsis for i in idx[2:])
+    if not ok:
+        raise UnsupportedLayer(f"param_graph: only channel slicing x[:, a:b] is supported, got index {idx!r}")
+    x = _materialize(x, b)
+    keep = torch.arange(x.channels)[idx[1]]
+    return _Value(keep.numel(), x.spatial, nodes=x.nodes[keep], act=x.act[keep])
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _call(fn: str, target: object, args: list, kwargs: dict, b: _Builder) -> object:  # noqa: C901
+    """A call_function (``fn`` = 'f') or call_method (``fn`` = 'm') node on interpreted arguments."""
+    x = args[0] if args else None
+    name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
+    if fn == "f" and target in _ACT_FUNCS or fn == "m" and target in _ACT_METHODS:
+        return _activate(x, _ACT_FUNCS[target] if fn == "f" else _ACT_METHODS[target], b)
+    if (fn == "f" and target in (operator.add, operator.iadd, torch.add)) or (
+        fn == "m" and target in ("add", "__add__")
+    ):
+        if isinstance(x, _Value) and isinstance(args[1], _Value) and kwargs.get("alpha", 1) == 1:
+            return _add(x, args[1])
+    elif (fn == "f" and target in (operator.mul, operator.imul, torch.mul)) or (fn == "m" and target == "mul"):
+        a, c = args[0], args[1]
+        if isinstance(a, _Value) and _number(c):
+            return _scale(a, float(c))
+        if isinstance(c, _Value) and _number(a):
+            return _scale(c, float(a))
+    elif fn == "f" and target is torch.zeros_like:
+        return _Value(x.channels, x.spatial)
+    elif fn == "f" and target in (torch.cat, torch.concat):
+        return _cat(x, kwargs.get("dim", args[1] if len(args) > 1 else 0), b)
+    elif fn == "f" and target is operator.getitem:
+        return _getitem(x, args[1], b)
+    elif (fn == "f" and target is torch.flatten) or (fn == "m" and target == "flatten"):
+        end = kwargs.get("end_dim", args[2] if len(args) > 2 else -1)
+        if end == -1:
+            return _flatten(x, kwargs.get("start_dim", args[1] if len(args) > 1 else 0), b)
+    elif fn == "m" and target in ("view", "reshape"):
+        shape = args[1:] if len(args) > 2 or not isinstance(args[1], (tuple, list)) else args[1]
+        if len(shape) == 2 and isinstance(shape[0], (_Size, int)) and shape[1] == -1:
+            return _flatten(x, 1, b)
+    elif (fn == "m" and target in ("size", "contiguous")) or (fn == "f" and target is getattr and args[1] == "shape"):
+        return _Size() if target != "contiguous" else x
+    elif fn == "f" and target is F.adaptive_avg_pool2d:
+        return _adaptive(x, kwargs.get("output_size", args[1] if len(args) > 1 else None))
+    elif fn == "f" and target in (F.avg_pool2d, F.max_pool2d):
+        k = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
+        s = kwargs.get("stride", args[2] if len(args) > 2 else None)
+        p = kwargs.get("padding", args[3] if len(args) > 3 else 0)
+        return _pool(
+            x, "avg_pool" if target is F.avg_pool2d else "max_pool", k, s, p, kwargs.get("ceil_mode", False), b
+        )
+    raise UnsupportedLayer(
+        f"param_graph: function {name!r} with these arguments is not supported (parameter graphs know "
+        "+, * scalar, cat on channels, x[:, a:b], flatten, zeros_like, relu/gelu/silu/tanh, pooling)"
+    )
+
+
+def _module(node: fx.Node, m: nn.Module, x: object, b: _Builder) -> _Value:
+    if not isinstance(m, SUPPORTED_LAYERS):
+        kind = f"{type(m).__module__}.{type(m).__qualname__}"
+        names = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
+        raise UnsupportedLayer(
+            f"param_graph: layer {node.target!r} of type {kind} is not supported; supported layers: {names}"
+        )
+    if not isinstance(x, _Value):
+        raise UnsupportedLayer(f"param_graph: layer {node.target!r} called on {type(x).__name__}, not a traced tensor")
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        return _linear(node, m, x, b)
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return _norm(m, x, b)
+    if type(m) in _ACTS:
+        return _activate(x, _ACTS[type(m)], b)
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        kind = "avg_pool" if isinstance(m, nn.AvgPool2d) else "max_pool"
+        return _pool(x, kind, m.kernel_size, m.stride, m.padding, m.ceil_mode, b)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return _adaptive(x, m.output_size)
+    if isinstance(m, nn.Identity):
+        x = _materialize(x, b)
+        return _Value(x.channels, x.spatial, terms=[(x.nodes, "skip", 1.0, x.act)])
+    if isinstance(m, nn.Flatten):
+        if m.end_dim != -1:
+            raise UnsupportedLayer(
+                f"param_graph: Flatten {node.target!r} must flatten to the last dim, got end_dim={m.end_dim}"
+            )
+        return _flatten(x, m.start_dim, b)
+    if isinstance(m, Zero):
+        return _Value(x.channels, x.spatial)
+    return x  # Dropout
+
+
+def interpret(graph: fx.Graph, module: nn.Module, b: _Builder, shape: tuple[int, ...]) -> torch.Tensor:
+    """Run ``graph`` symbolically; returns the output node ids ``[C_out]``."""
+    mods = dict(module.named_modules())
+    env: dict[fx.Node, object] = {}
+    n_inputs = 0
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if n_inputs:
+                raise UnsupportedLayer(f"param_graph: one tensor input is supported, got a second one {node.target!r}")
+            n_inputs = c = int(shape[1])
+            ids = b.nodes(c, "input")
+            b.static_rows += [
+                (ids, _COL["is_input"], 1.0),
+                (ids, _COL["io_index"], torch.arange(c, dtype=torch.float32)),
+            ]
+            env[node] = _Value(c, tuple(int(s) for s in shape[2:]), nodes=ids, act=_zeros(c))
+            continue
+        args = fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+        if node.op == "call_module":
+            env[node] = _module(node, mods[node.target], args[0] if args else None, b)
+        elif node.op in ("call_function", "call_method"):
+            env[node] = _call("f" if node.op == "call_function" else "m", node.target, list(args), dict(kwargs), b)
+        elif node.op == "get_attr":
+            raise UnsupportedLayer(
+                f"param_graph: reading the tensor attribute {node.target!r} in forward is not supported"
+            )
+        else:  # output
+            out = args[0]
+            if not isinstance(out, _Value):
+                raise UnsupportedLayer(f"param_graph: the network must return one tensor, got {type(out).__name__}")
+            out = _materialize(out, b)
+            if bool((out.nodes < n_inputs).any()):  # an input channel passed straight out: give it its own node
+                ids = b.nodes(out.channels, "sum")
+                b.channelwise(out.nodes, ids, "skip", 1.0, out.act)
+                return ids
+            return out.nodes
+    raise UnsupportedLayer("param_graph: the traced graph has no output")
