@@ -34,7 +34,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "subset9k": {"subset": 9000},
         "onecycle": {"schedule": "onecycle"},
         "constant": {"schedule": "constant", "lr": 0.02},
-        "ref_e12_r32_c16_9k": {"epochs": 12, "resolution": 32, "subset": 9000, "size": {"C": 16, "N": 1}},
+        "e3_9k": {"epochs": 3, "subset": 9000},
+        "e5_9k": {"epochs": 5, "subset": 9000},
+        "e3_c16_9k": {"epochs": 3, "subset": 9000, "size": {"C": 16, "N": 1}},
+        # The reference: the longest recipe 2 CPU cores afford for 50 archs (about 140 CPU-s each, 1 h).
+        "ref_e10_r32_c8_9k": {"epochs": 10, "resolution": 32, "subset": 9000},
     },
     "tiny": {
         "tiny_e1_r8_c4": {"epochs": 1, "resolution": 8, "subset": 500, "size": {"C": 4, "N": 1}},
