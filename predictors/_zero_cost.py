@@ -82,7 +82,7 @@ def naswot(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def snip(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """``sum |theta * dL/dtheta|`` over conv and linear weights (cross-entropy on ``x [B, C, H, W]``, ``y [B]``)."""
-    return float(sum((w * g).abs().sum() for w, g in _loss_grads(net, x, y)))
+    return float(sum((w.detach() * g).abs().sum() for w, g in _loss_grads(net, x, y)))
 
 
 def grad_norm(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
