@@ -1,11 +1,14 @@
 """Parameter-graph batching speed for NB201 (C=8, N=1), graph sizes, and segment kernel vs reference.
 
-Prints JSON lines. Run: ``python benchmarks/bench_paramgraph.py`` (about a minute on 2 CPU cores).
+Prints JSON lines. Run: ``python benchmarks/bench_paramgraph.py`` (about a minute on 2 quiet CPU cores).
 
-* ``templates``: tracing each distinct architecture once (module build + fx trace), the cold cost;
-* ``batching``: candidates/s for generation + ``build_batch`` of distinct random architectures whose
-  templates are cached (the search loop's steady state), per batch size; generation is
-  ``wsnas._weights.generate`` when it imports, else a ``torch.randn`` stand-in (the line says which);
+* ``templates``: per new architecture, ms to build the module, to make its weight spec, and to make its
+  template: the fast path (cached one-level graphs, warm) and the whole-network fx trace (``cache=False``);
+* ``batching``: candidates/s per batch size for (a) generation + ``build_batch`` from prepared specs and
+  templates (the search loop's steady state, ``from_prepared_cand_per_s``) and (b) end to end from new
+  architectures: build + spec + template + generate + batch (``end_to_end_cand_per_s``), on archs no
+  earlier step has seen; (b) stops at ``E2E_MAX`` candidates (the line says so) to keep the run short;
+  generation is ``wsnas._weights.generate`` when it imports, else a ``torch.randn`` stand-in;
 * ``graph_size``: nodes and edges per candidate (mean, max);
 * ``segment``: segment_sum reference time on a batch, and the Triton kernel vs reference where it runs.
 """
@@ -24,6 +27,9 @@ from wsnas._trace import graph_template
 from wsnas.search_spaces import NB201
 
 BATCHES = (64, 256, 1024, 4096)
+#: end to end costs ~5 ms a candidate (3.5 of them module construction): 2048 keeps (b) under ~15 s
+E2E_MAX = 2048
+FULL_TRACE = 100  # archs timed with the whole-network trace (~8 ms each)
 
 
 def _generator():  # noqa: ANN202
@@ -34,28 +40,42 @@ def _generator():  # noqa: ANN202
     return generate, weight_spec
 
 
-def main() -> None:
+def _flat(gen, specs: list, p: int) -> torch.Tensor:  # noqa: ANN001
+    return torch.randn(p) if gen is None else gen[0](specs, list(range(len(specs)))).flat
+
+
+def main() -> None:  # noqa: C901, PLR0915
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     space = NB201()
     rng = np.random.default_rng(0)
     seen: dict[str, object] = {}
-    while len(seen) < max(BATCHES):
+    n_e2e = sum(min(b, E2E_MAX) for b in BATCHES)
+    while len(seen) < max(BATCHES) + n_e2e:
         arch = space.sample(rng)
         seen.setdefault(space.to_string(arch), arch)
-    archs = list(seen.values())
+    archs = list(seen.values())[: max(BATCHES)]
+    fresh = list(seen.values())[max(BATCHES) :]  # never built before (b)
 
+    gen = _generator()
+    source = "torch.randn stand-in" if gen is None else "wsnas._weights.generate"
+    graph_template(space.build(fresh[-1], C=8, N=1))  # warm the one-level graph cache (a few fx traces)
     t0 = time.perf_counter()
     nets = [space.build(a, C=8, N=1) for a in archs]
     t1 = time.perf_counter()
     templates = [graph_template(n) for n in nets]
     t2 = time.perf_counter()
-    print(json.dumps({"bench": "templates", "archs": len(archs), "build_ms": round((t1 - t0) / len(archs) * 1e3, 2),
-                      "trace_ms": round((t2 - t1) / len(archs) * 1e3, 2)}))  # fmt: skip
-
-    gen = _generator()
-    source = "torch.randn stand-in" if gen is None else "wsnas._weights.generate"
     specs = [gen[1](n) for n in nets] if gen is not None else None
+    t3 = time.perf_counter()
+    for n in nets[:FULL_TRACE]:
+        graph_template(n, cache=False)
+    t4 = time.perf_counter()
+    ms = lambda dt, k=None: round(dt / (k or len(archs)) * 1e3, 3)  # noqa: E731
+    print(json.dumps({"bench": "templates", "archs": len(archs), "build_ms": ms(t1 - t0),
+                      "spec_ms": ms(t3 - t2) if gen is not None else None, "template_ms": ms(t2 - t1),
+                      "full_trace_template_ms": ms(t4 - t3, FULL_TRACE)}))  # fmt: skip
+
     build_batch(templates[:8], torch.randn(sum(t.num_weights for t in templates[:8])))  # warm-up
+    start = 0
     for b in BATCHES:
         batch = templates[:b]
         p = sum(t.num_weights for t in batch)
@@ -63,18 +83,32 @@ def main() -> None:
         t_gen = t_batch = 0.0
         for _ in range(reps):
             s = time.perf_counter()
-            flat = torch.randn(p) if gen is None else gen[0](specs[:b], list(range(b))).flat
+            flat = _flat(gen, specs[:b] if specs else [], p)
             m = time.perf_counter()
             graph = build_batch(batch, flat)
             e = time.perf_counter()
             t_gen, t_batch = t_gen + m - s, t_batch + e - m
-        print(json.dumps({
+        nodes, edges = graph.num_nodes, graph.num_edges
+        del graph, flat
+        # (b) end to end on new architectures
+        new = fresh[start : start + min(b, E2E_MAX)]
+        start += len(new)
+        s = time.perf_counter()
+        e_nets = [space.build(a, C=8, N=1) for a in new]
+        e_specs = [gen[1](n) for n in e_nets] if gen is not None else []
+        e_templates = [graph_template(n) for n in e_nets]
+        build_batch(e_templates, _flat(gen, e_specs, sum(t.num_weights for t in e_templates)))
+        t_e2e = time.perf_counter() - s
+        line = {
             "bench": "batching", "space": "nb201", "C": 8, "N": 1, "batch": b, "generation": source,
             "batching_cand_per_s": round(b * reps / t_batch),
-            "gen_plus_batching_cand_per_s": round(b * reps / (t_gen + t_batch)),
-            "nodes": graph.num_nodes, "edges": graph.num_edges,
-        }))  # fmt: skip
-        del graph, flat
+            "from_prepared_cand_per_s": round(b * reps / (t_gen + t_batch)),
+            "end_to_end_cand_per_s": round(len(new) / t_e2e), "nodes": nodes, "edges": edges,
+        }  # fmt: skip
+        if len(new) < b:
+            line["end_to_end_batch"] = f"{len(new)} (shrunk from {b} to keep the run short)"
+        print(json.dumps(line))
+        del e_nets, e_specs, e_templates
 
     nodes = np.array([t.num_nodes for t in templates])
     edges = np.array([t.num_edges for t in templates])

@@ -1,4 +1,4 @@
-"""Parameter graphs: construction, permutation invariance, counts, errors and batching."""
+"""Parameter graphs: construction, permutation invariance, counts, errors, batching, and the cached tracer."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 
 from wsnas import UnsupportedLayer
-from wsnas._paramgraph import EDGE_TYPES, NODE_TYPES, ParamGraph, batch_graphs, build_batch, param_graph
-from wsnas._trace import graph_template
-from wsnas.search_spaces import NB201
+from wsnas._paramgraph import EDGE_TYPES, NODE_TYPES, GraphTemplate, ParamGraph, batch_graphs, build_batch, param_graph
+from wsnas._trace import clear_template_cache, graph_template, trace_template
+from wsnas._trace_cache import one_level
+from wsnas.search_spaces import NB201, get_space, space_names
 
 SPACE = NB201()
 CONV = ("nor_conv_1x1", "nor_conv_3x3")
@@ -285,3 +286,87 @@ def test_batching_repads_smaller_kernels() -> None:
         torch.equal(first[:, 4], lin[0].weight.detach().reshape(-1))
         and first[:, [0, 1, 2, 3, 5, 6, 7, 8]].abs().sum() == 0
     )
+
+
+def _assert_same_template(a: GraphTemplate, b: GraphTemplate) -> None:
+    for name in GraphTemplate.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        same = torch.equal(x, y) and x.dtype == y.dtype if isinstance(x, torch.Tensor) else x == y
+        assert same, name
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_cached_one_level_graphs_match_full_trace(name: str) -> None:
+    """The hierarchical path (cached one-level graphs) gives exactly the full trace's template."""
+    clear_template_cache()
+    space = get_space(name)
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        net = space.build(space.sample(rng), **space.proxy_size)
+        _assert_same_template(graph_template(net), graph_template(net, cache=False))
+        _assert_same_template(trace_template(net), trace_template(net, cache=False))
+
+
+def test_nb201_cells_share_one_graph() -> None:
+    clear_template_cache()
+    rng = np.random.default_rng(3)
+    cells = [SPACE.build(SPACE.sample(rng), C=8, N=1).cells[0] for _ in range(5)]
+    assert len({id(one_level(c)) for c in cells}) == 1  # keyed by submodule names, not their types
+
+
+class Containers(nn.Module):
+    """ModuleList iteration, ModuleDict access, a nested Sequential, indexing a Sequential child, kwargs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Sequential(nn.BatchNorm2d(4), nn.ReLU()))
+        self.blocks = nn.ModuleList([nn.Conv2d(4, 4, 1), nn.Identity(), nn.Conv2d(4, 4, 3, padding=1)])
+        self.heads = nn.ModuleDict({"a": nn.Conv2d(4, 4, 1, bias=False), "b": nn.BatchNorm2d(4)})
+        self.seq = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+        self.res = Residual(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        x = self.heads["b"](self.heads["a"](x))
+        x = self.seq[1](self.seq[0](x))  # reaches into a Sequential: traced afresh, not cached
+        x = self.res(x, scale=0.5)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return self.bn(self.conv(x)) * scale + x
+
+
+class ConvOut(nn.Module):
+    """A submodule whose conv output the parent reads twice: BatchNorm must not fold across the boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.inner = nn.Sequential(nn.Conv2d(4, 4, 1))
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(self.conv(x))
+        y = self.bn(y) + y
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.mark.parametrize("net", [Containers(), ConvOut(), UserNet(), SmallNet()])
+def test_containers_and_user_modules_match_full_trace(net: nn.Module) -> None:
+    clear_template_cache()
+    shape = (1, 2, 4, 4) if isinstance(net, UserNet) else None
+    for _ in range(2):  # a cold and a warm level cache
+        fast = trace_template(net, input_shape=shape)
+        _assert_same_template(fast, trace_template(net, input_shape=shape, cache=False))
+    assert (fast.node_type == NODE_TYPES.index("norm")).any() == isinstance(net, ConvOut)

@@ -1,7 +1,10 @@
 """The symbolic interpreter behind :func:`wsnas._trace.trace_template`: one handler per supported op.
 
 Each fx node becomes a :class:`~wsnas._trace._Value` (channel nodes, or pending channel-wise terms);
-layers add nodes, edges and weight placements to the :class:`~wsnas._trace._Builder`.
+layers add nodes, edges and weight placements to the :class:`~wsnas._trace._Builder`. A ``call_module``
+to a supported layer is handled here; a call to any other (non-``torch.nn``) module recurses into that
+module's one-level graph (:class:`~wsnas._trace_cache.Frame`), in call order, so the nodes come out in
+the same order as interpreting the whole network traced in one piece.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 
 from wsnas._errors import UnsupportedLayer
 from wsnas._trace import _ACT_FUNCS, _ACT_METHODS, _ACTS, _COL, SUPPORTED_LAYERS, _Builder, _pair, _Value, _window
+from wsnas._trace_cache import Frame, single_user
 from wsnas.search_spaces._ops import Zero
 
 __all__ = ["interpret"]
@@ -26,11 +32,26 @@ class _Size:
     """A traced ``x.size()``/``x.shape`` (or an entry of it): only used to spell a flatten as a view."""
 
 
-def _zeros(c: int) -> torch.Tensor:
-    return torch.zeros(c, dtype=torch.long)
+@lru_cache(maxsize=1024)
+def _zeros(c: int) -> np.ndarray:
+    """A shared read-only ``[c]`` zero array (no value's arrays are ever written in place)."""
+    z = np.zeros(c, dtype=np.int64)
+    z.flags.writeable = False
+    return z
 
 
-def _terms(v: _Value) -> list[tuple[torch.Tensor, str, float, torch.Tensor]]:
+@lru_cache(maxsize=1024)
+def _dense(c_out: int, ig: int, og: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(o, i)`` of every edge ``e = o * ig + i`` of a conv with ``ig``/``og`` channels per group: the
+    output channel and the input channel (across groups). Cached: a layer then costs two gathers."""
+    o = np.repeat(np.arange(c_out), ig)
+    chan = (o // og) * ig + np.tile(np.arange(ig), c_out)
+    for a in (o, chan):
+        a.flags.writeable = False
+    return o, chan
+
+
+def _terms(v: _Value) -> list[tuple[np.ndarray, str, float, np.ndarray]]:
     return [(v.nodes, "sum", 1.0, v.act)] if v.nodes is not None else v.terms
 
 
@@ -49,15 +70,15 @@ def _materialize(v: _Value, b: _Builder) -> _Value:
     return v
 
 
-def _linear(node: fx.Node, m: nn.Conv2d | nn.Linear, x: _Value, b: _Builder) -> _Value:
+def _linear(name: str, site: tuple, m: nn.Conv2d | nn.Linear, x: _Value, b: _Builder) -> _Value:
     """Conv2d (any groups) or Linear: one edge per connected (in, out) channel pair, kernel centred."""
     is_conv = isinstance(m, nn.Conv2d)
     c_in, c_out = (m.in_channels, m.out_channels) if is_conv else (m.in_features, m.out_features)
     if x.channels != c_in:
-        raise ValueError(f"param_graph: {node.target!r} expects {c_in} input channels, got a tensor with {x.channels}")
+        raise ValueError(f"param_graph: {name!r} expects {c_in} input channels, got a tensor with {x.channels}")
     if not is_conv and x.spatial:
         raise UnsupportedLayer(
-            f"param_graph: Linear {node.target!r} applied to a [C, {', '.join(map(str, x.spatial))}] map; "
+            f"param_graph: Linear {name!r} applied to a [C, {', '.join(map(str, x.spatial))}] map; "
             "flatten (or pool) to [B, features] first"
         )
     x = _materialize(x, b)
@@ -65,22 +86,21 @@ def _linear(node: fx.Node, m: nn.Conv2d | nn.Linear, x: _Value, b: _Builder) -> 
     kh, kw = _pair(m.kernel_size) if is_conv else (1, 1)
     ig, og = c_in // groups, c_out // groups
     out = b.nodes(c_out, "conv" if is_conv else "linear")
-    o = torch.arange(c_out).repeat_interleave(ig)  # [E] output channel of each edge
-    chan = (o // og) * ig + torch.arange(ig).repeat(c_out)  # [E] input channel (within its group)
-    ids = b.edges(x.nodes[chan], out[o], "conv" if is_conv else "linear", x.act[chan])
+    o, chan = _dense(c_out, ig, og)
+    first = b.edges(x.nodes[chan], o + int(out[0]) if c_out else o, "conv" if is_conv else "linear", x.act[chan])
     # edge e = o * ig + i reads weight[o, i] = flat[offset + e*kh*kw : ...]: one contiguous run
-    b.e_runs.append((int(ids[0]) if ids.numel() else 0, ids.numel(), b.weight(m.weight), kh, kw))
+    b.e_runs.append((first if o.size else 0, o.size, b.weight(m.weight), kh, kw))
     if m.bias is not None:
-        b.node_w.append((out, _COL["bias"], b.weight(m.bias) + torch.arange(c_out)))
+        b.node_w.append((out, _COL["bias"], b.weight(m.bias) + np.arange(c_out)))
     spatial = _window(x.spatial, m.kernel_size, m.stride, m.padding, m.dilation) if is_conv else ()
-    return _Value(c_out, spatial, nodes=out, act=_zeros(c_out), producer=node)
+    return _Value(c_out, spatial, nodes=out, act=_zeros(c_out), producer=site)
 
 
 def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: _Value, b: _Builder) -> _Value:
     """BatchNorm: folds onto the nodes of the Conv2d/Linear that feeds only it, else its own nodes."""
     if x.channels != m.num_features:
         raise ValueError(f"param_graph: BatchNorm with {m.num_features} features applied to {x.channels} channels")
-    fold = x.nodes is not None and x.producer is not None and len(x.producer.users) == 1 and not bool(x.act.any())
+    fold = x.nodes is not None and x.producer is not None and not x.act.any() and single_user(*x.producer)
     if fold:
         target = x.nodes
     else:
@@ -89,16 +109,16 @@ def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: _Value, b: _Builder) -> _Value:
         b.channelwise(x.nodes, target, "norm", 1.0, x.act)
     b.static_rows.append((target, _COL["has_norm"], 1.0))
     if m.weight is not None:
-        b.node_w.append((target, _COL["gamma"], b.weight(m.weight) + torch.arange(x.channels)))
+        b.node_w.append((target, _COL["gamma"], b.weight(m.weight) + np.arange(x.channels)))
     if m.bias is not None:
-        b.node_w.append((target, _COL["beta"], b.weight(m.bias) + torch.arange(x.channels)))
+        b.node_w.append((target, _COL["beta"], b.weight(m.bias) + np.arange(x.channels)))
     return _Value(x.channels, x.spatial, nodes=target, act=_zeros(x.channels))
 
 
 def _activate(x: _Value, code: int, b: _Builder) -> _Value:
     x = _materialize(x, b)
     b.acts.append((x.nodes, code))
-    return _Value(x.channels, x.spatial, nodes=x.nodes, act=torch.full((x.channels,), code))
+    return _Value(x.channels, x.spatial, nodes=x.nodes, act=np.full(x.channels, code, dtype=np.int64))
 
 
 def _pool(x: _Value, kind: str, k, s, p, ceil: bool, b: _Builder) -> _Value:  # noqa: ANN001
@@ -126,7 +146,7 @@ def _flatten(x: _Value, start: int, b: _Builder) -> _Value:
         return _passthrough(x, ())
     x = _materialize(x, b)
     out = b.nodes(x.channels * hw, "flatten")  # torch.flatten order: channel-major
-    b.channelwise(x.nodes.repeat_interleave(hw), out, "flatten", 1.0, x.act.repeat_interleave(hw))
+    b.channelwise(np.repeat(x.nodes, hw), out, "flatten", 1.0, np.repeat(x.act, hw))
     return _Value(x.channels * hw, (), nodes=out, act=_zeros(x.channels * hw))
 
 
@@ -150,13 +170,15 @@ def _cat(parts: Sequence[_Value], dim: int, b: _Builder) -> _Value:
     parts = [_materialize(p, b) for p in parts]
     return _Value(
         sum(p.channels for p in parts), parts[0].spatial,
-        nodes=torch.cat([p.nodes for p in parts]), act=torch.cat([p.act for p in parts]),
+        nodes=np.concatenate([p.nodes for p in parts]), act=np.concatenate([p.act for p in parts]),
     )  # fmt: skip
 
 
 def _getitem(x: object, idx: object, b: _Builder) -> object:
     if isinstance(x, _Size):
         return x
+    if isinstance(x, (tuple, list)) and isinstance(idx, int):  # a submodule's tuple output
+        return x[idx]
     if not isinstance(x, _Value):
         raise UnsupportedLayer(f"param_graph: indexing {type(x).__name__} is not supported")
     idx = idx if isinstance(idx, tuple) else (idx,)
@@ -166,8 +188,8 @@ def _getitem(x: object, idx: object, b: _Builder) -> object:
     if not ok:
         raise UnsupportedLayer(f"param_graph: only channel slicing x[:, a:b] is supported, got index {idx!r}")
     x = _materialize(x, b)
-    keep = torch.arange(x.channels)[idx[1]]
-    return _Value(keep.numel(), x.spatial, nodes=x.nodes[keep], act=x.act[keep])
+    keep = np.arange(x.channels)[idx[1]]
+    return _Value(keep.size, x.spatial, nodes=x.nodes[keep], act=x.act[keep])
 
 
 def _number(v: object) -> bool:
@@ -222,17 +244,18 @@ def _call(fn: str, target: object, args: list, kwargs: dict, b: _Builder) -> obj
     )
 
 
-def _module(node: fx.Node, m: nn.Module, x: object, b: _Builder) -> _Value:
-    if not isinstance(m, SUPPORTED_LAYERS):
-        kind = f"{type(m).__module__}.{type(m).__qualname__}"
-        names = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
-        raise UnsupportedLayer(
-            f"param_graph: layer {node.target!r} of type {kind} is not supported; supported layers: {names}"
-        )
+def _unsupported(name: str, m: nn.Module) -> UnsupportedLayer:
+    kind = f"{type(m).__module__}.{type(m).__qualname__}"
+    names = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
+    return UnsupportedLayer(f"param_graph: layer {name!r} of type {kind} is not supported; supported layers: {names}")
+
+
+def _module(name: str, site: tuple, m: nn.Module, x: object, b: _Builder) -> _Value:
+    """A supported layer called on ``x``; ``name`` is its qualified name, ``site`` its (frame, fx node)."""
     if not isinstance(x, _Value):
-        raise UnsupportedLayer(f"param_graph: layer {node.target!r} called on {type(x).__name__}, not a traced tensor")
+        raise UnsupportedLayer(f"param_graph: layer {name!r} called on {type(x).__name__}, not a traced tensor")
     if isinstance(m, (nn.Conv2d, nn.Linear)):
-        return _linear(node, m, x, b)
+        return _linear(name, site, m, x, b)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _norm(m, x, b)
     if type(m) in _ACTS:
@@ -248,7 +271,7 @@ def _module(node: fx.Node, m: nn.Module, x: object, b: _Builder) -> _Value:
     if isinstance(m, nn.Flatten):
         if m.end_dim != -1:
             raise UnsupportedLayer(
-                f"param_graph: Flatten {node.target!r} must flatten to the last dim, got end_dim={m.end_dim}"
+                f"param_graph: Flatten {name!r} must flatten to the last dim, got end_dim={m.end_dim}"
             )
         return _flatten(x, m.start_dim, b)
     if isinstance(m, Zero):
@@ -256,41 +279,69 @@ def _module(node: fx.Node, m: nn.Module, x: object, b: _Builder) -> _Value:
     return x  # Dropout
 
 
-def interpret(graph: fx.Graph, module: nn.Module, b: _Builder, shape: tuple[int, ...]) -> torch.Tensor:
-    """Run ``graph`` symbolically; returns the output node ids ``[C_out]``."""
-    mods = dict(module.named_modules())
+def _bind(frame: Frame, node: fx.Node, args: tuple, kwargs: dict) -> object:
+    """The value a child frame's placeholder receives from its call's arguments (or its default)."""
+    i = frame.placeholder_index(node)
+    if node.target.startswith("*"):
+        raise UnsupportedLayer(f"param_graph: {frame.prefix[:-1]!r}: a forward with *args/**kwargs is not supported")
+    if i < len(args):
+        return args[i]
+    if node.target in kwargs:
+        return kwargs[node.target]
+    if node.args:
+        return node.args[0]
+    raise UnsupportedLayer(f"param_graph: {frame.prefix[:-1]!r} called without its argument {node.target!r}")
+
+
+def _run(frame: Frame, b: _Builder, args: tuple, kwargs: dict, shape: tuple[int, ...] | None) -> object:
+    """Interpret ``frame``'s graph on ``args``/``kwargs`` (the root: on a fresh input of ``shape``)."""
     env: dict[fx.Node, object] = {}
     n_inputs = 0
-    for node in graph.nodes:
-        if node.op == "placeholder":
+    lookup = env.__getitem__
+    for node in frame.graph.nodes:
+        op = node.op
+        if op == "placeholder":
+            if shape is None:
+                env[node] = _bind(frame, node, args, kwargs)
+                continue
             if n_inputs:
                 raise UnsupportedLayer(f"param_graph: one tensor input is supported, got a second one {node.target!r}")
             n_inputs = c = int(shape[1])
             ids = b.nodes(c, "input")
-            b.static_rows += [
-                (ids, _COL["is_input"], 1.0),
-                (ids, _COL["io_index"], torch.arange(c, dtype=torch.float32)),
-            ]
+            b.static_rows += [(ids, _COL["is_input"], 1.0), (ids, _COL["io_index"], np.arange(c, dtype=np.float32))]
             env[node] = _Value(c, tuple(int(s) for s in shape[2:]), nodes=ids, act=_zeros(c))
             continue
-        args = fx.node.map_arg(node.args, lambda n: env[n])
-        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
-        if node.op == "call_module":
-            env[node] = _module(node, mods[node.target], args[0] if args else None, b)
-        elif node.op in ("call_function", "call_method"):
-            env[node] = _call("f" if node.op == "call_function" else "m", node.target, list(args), dict(kwargs), b)
-        elif node.op == "get_attr":
+        a = fx.node.map_arg(node.args, lookup)
+        kw = fx.node.map_arg(node.kwargs, lookup)
+        if op == "call_module":
+            m = frame.resolve(node)
+            if isinstance(m, Frame):
+                env[node] = _run(m, b, a, kw, None)
+                continue
+            name = frame.prefix + node.target
+            if not isinstance(m, SUPPORTED_LAYERS):
+                raise _unsupported(name, m)
+            env[node] = _module(name, (frame, node), m, a[0] if a else None, b)
+        elif op in ("call_function", "call_method"):
+            env[node] = _call("f" if op == "call_function" else "m", node.target, list(a), dict(kw), b)
+        elif op == "get_attr":
             raise UnsupportedLayer(
-                f"param_graph: reading the tensor attribute {node.target!r} in forward is not supported"
+                f"param_graph: reading the tensor attribute {frame.prefix + node.target!r} in forward is not supported"
             )
         else:  # output
-            out = args[0]
-            if not isinstance(out, _Value):
-                raise UnsupportedLayer(f"param_graph: the network must return one tensor, got {type(out).__name__}")
-            out = _materialize(out, b)
-            if bool((out.nodes < n_inputs).any()):  # an input channel passed straight out: give it its own node
-                ids = b.nodes(out.channels, "sum")
-                b.channelwise(out.nodes, ids, "skip", 1.0, out.act)
-                return ids
-            return out.nodes
+            return a[0]
     raise UnsupportedLayer("param_graph: the traced graph has no output")
+
+
+def interpret(frame: Frame, b: _Builder, shape: tuple[int, ...]) -> np.ndarray:
+    """Run the root ``frame`` symbolically on an input of ``shape``; returns the output node ids ``[C_out]``."""
+    out = _run(frame, b, (), {}, shape)
+    if not isinstance(out, _Value):
+        raise UnsupportedLayer(f"param_graph: the network must return one tensor, got {type(out).__name__}")
+    out = _materialize(out, b)
+    n_inputs = int(shape[1])
+    if bool((out.nodes < n_inputs).any()):  # an input channel passed straight out: give it its own node
+        ids = b.nodes(out.channels, "sum")
+        b.channelwise(out.nodes, ids, "skip", 1.0, out.act)
+        return ids
+    return out.nodes
