@@ -94,7 +94,7 @@ def _aggregate(
 ) -> torch.Tensor:
     """``x [E, H]`` grouped by ``ids [E]`` -> ``[N, len(aggregators) * H]``; ``deg [N, 1]`` clamped >= 1.
 
-    Sum, mean and std share two reductions (sum and sum of squares); max costs one more.
+    Sum and mean share one reduction, std costs a second (of squared deviations), max one more.
     """
     n = deg.shape[0]
     total = _segment_sum(x, ids, ptr, n)  # [N, H]
@@ -106,8 +106,11 @@ def _aggregate(
         elif name == "mean":
             out.append(mean)
         elif name == "std":
-            var = (_segment_sum(x * x, ids, ptr, n) / deg - mean * mean).clamp_min(0)
-            out.append(torch.sqrt(var + 1e-6))
+            # two passes (deviations from the segment mean), not E[x^2] - mean^2: the one-pass form
+            # cancels catastrophically for near-constant segments, and sqrt then magnifies rounding
+            # differences of summation order past 1e-5 (seen as a flaky permutation test)
+            dev = x - mean[ids]  # [E, H]
+            out.append(torch.sqrt(_segment_sum(dev * dev, ids, ptr, n) / deg + 1e-6))
         else:  # max
             if ptr is not None:
                 out.append(segment_max(x, ptr)[0])
