@@ -191,10 +191,12 @@ def test_normal_tables_make_the_interpolation_fma_proof() -> None:
         assert torch.equal(exact.float(), table + torch.tensor(r, dtype=torch.float32) * slope)
 
 
-def test_uint32_fallback_gives_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_int64_split_fallback_gives_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where int32 products do not wrap, the exact 16-bit split runs: it must give the same bits."""
     spec = _random_spec(30, 3000, seed=9)
     want = generate(spec, [1, 2**40 + 3]).flat
-    monkeypatch.setattr(ref, "_UINT32_MUL", {"cpu": False})
+    assert ref._probe_int32_wrap("cpu")
+    monkeypatch.setattr(ref, "_INT32_WRAPS", {"cpu": False})
     _assert_same_bits(generate(spec, [1, 2**40 + 3]).flat, want)
     keys = mix_keys(torch.tensor([0, 5, 2**63 - 1]), torch.tensor([0, 1, 2**31 - 1]))
     assert keys.min() >= 0 and keys.max() < 2**32
