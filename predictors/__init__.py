@@ -1,3 +1,36 @@
-"""Predictors that score architectures from their generated weights (the weight encoder and baselines)."""
+"""Predictors that score architectures from their generated weights (the weight encoder and baselines).
 
-__all__: list[str] = []
+>>> from wsnas.predictors import WeightPredictor, load, save
+>>> pred = WeightPredictor.from_zoo("zoo.jsonl", ensemble=5)
+>>> save(pred, "nb201.safetensors"); pred = load("nb201.safetensors")
+
+Importing this package is cheap: names load their module (and torch) on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module, imported on first access (these modules import torch at import time)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["EncoderConfig", "WeightEncoder", "AGGREGATORS"], "wsnas.predictors._encoder"),
+    **dict.fromkeys(["ZERO_COST_PROXIES", "zero_cost", "zero_cost_all"], "wsnas.predictors._zero_cost"),
+    **dict.fromkeys(["WeightPredictor", "Prediction"], "wsnas.predictors._predictor"),
+    **dict.fromkeys(["pairwise_ranking_loss"], "wsnas.predictors._training"),
+    **dict.fromkeys(["save", "load", "SHIPPED_DIR"], "wsnas.predictors._persist"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wsnas.predictors' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

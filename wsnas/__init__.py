@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
         "wsnas._paramgraph",
     ),  # fmt: skip
     "graph_template": "wsnas._trace",
+    "CandidateGraphs": "wsnas._candidates",
 }
 
 __all__ = [

@@ -147,9 +147,12 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
 
 
 def _attach_subcommands() -> None:
+    from wsnas._cli_predict import predict_cmd, predictor_group
     from wsnas._cli_zoo import zoo_group
 
     main.add_command(zoo_group)
+    main.add_command(predictor_group)
+    main.add_command(predict_cmd)
 
 
 _attach_subcommands()

@@ -35,8 +35,9 @@ class TrainResult:
     """What one training run measured.
 
     ``train_seconds`` is wall time, ``cpu_seconds`` the CPU time of the training process (with one torch
-    thread, the compute a run costs whatever else the machine is doing). ``val_acc``/``val_loss`` are the final validation accuracy (a fraction) and mean cross-entropy;
-    the curves hold one value per finished epoch. A run whose loss became NaN or infinite is
+    thread, the compute a run costs whatever else the machine is doing). ``val_acc``/``val_loss`` are the
+    final validation accuracy (a fraction) and mean cross-entropy; the curves hold one value per finished
+    epoch. A run whose loss became NaN or infinite is
     ``diverged``: training stops there, ``val_acc`` is chance level (``1 / num_classes``) and
     ``val_loss`` is ``None``. ``init`` says where the initial weights came from (``generated``: wsnas's
     weight generator with ``seed``; ``given``: passed in by the caller).

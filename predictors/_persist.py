@@ -1,0 +1,242 @@
+"""Predictor files: one safetensors file holding every member's weights and the card. No pickle, ever.
+
+Layout: tensors ``m{i}.{name}`` (member ``i``'s state dict) and string metadata
+
+* ``format`` = ``"wsnas-predictor"``, ``format_version`` = ``"1"``;
+* ``card``: the predictor's card as JSON (:attr:`WeightPredictor.card`);
+* ``sha256``: digest of the tensor payload (every tensor's name, dtype, shape and bytes, in name order);
+* ``card_sha256``: digest of the ``card`` string.
+
+Loading reads the file with ``safetensors.safe_open`` (data only: nothing is executed), checks both
+digests, rebuilds the predictor from its card and checks that the tensors are exactly the ones its
+members need. Any problem is a :class:`~wsnas.PredictorFileError` naming the path and what is wrong.
+Saving writes a temporary file in the target folder and renames it over the target (atomic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wsnas._errors import PredictorFileError
+
+if TYPE_CHECKING:
+    import torch
+
+    from wsnas.predictors._predictor import WeightPredictor
+
+__all__ = ["save", "load", "shipped_path", "SHIPPED_DIR"]
+
+#: where the predictors that ship with wsnas live: ``load("nb201")`` reads ``SHIPPED_DIR / "nb201.safetensors"``
+SHIPPED_DIR = Path(__file__).resolve().parent / "_shipped"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over ``(name, dtype, shape, bytes)`` of every tensor, in name order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save(predictor: WeightPredictor, path: str | os.PathLike[str]) -> Path:
+    """Write ``predictor`` (weights of every member and its card) to the one file ``path``, atomically.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: the predictor is not fitted.
+    """
+    from safetensors.torch import save_file
+
+    from wsnas.predictors._predictor import FORMAT, FORMAT_VERSION
+
+    if not predictor.fitted:
+        raise ValueError("save needs a fitted predictor: call fit() or from_zoo() first")
+    tensors = {
+        f"m{i}.{name}": t.detach().cpu().contiguous().clone()
+        for i, member in enumerate(predictor.members)
+        for name, t in member.state_dict().items()
+    }
+    card = json.dumps(predictor.card, sort_keys=True, allow_nan=False)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "card": card,
+        "sha256": _digest(tensors),
+        "card_sha256": hashlib.sha256(card.encode()).hexdigest(),
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def shipped_path(name: str) -> Path:
+    """Where the shipped predictor ``name`` lives (whether or not it is installed)."""
+    return SHIPPED_DIR / f"{name}.safetensors"
+
+
+def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
+    path = Path(path_or_name)
+    if path.exists():
+        if not path.is_file():
+            raise PredictorFileError(f"predictor path {str(path)!r} is not a file")
+        return path
+    name = str(path_or_name)
+    if _NAME.fullmatch(name):  # a bare name: a shipped predictor
+        shipped = shipped_path(name)
+        if shipped.is_file():
+            return shipped
+        raise PredictorFileError(
+            f"no shipped predictor named {name!r} is installed yet (looked for {str(shipped)!r}); train one with "
+            f"`wsnas predictor train --zoo ZOO.jsonl --out {name}.safetensors` and pass its path "
+            "(wsnas predict --predictor FILE, or wsnas.predictors.load(FILE))"
+        )
+    raise PredictorFileError(f"predictor file {name!r} does not exist")
+
+
+def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PredictorFileError(
+            f"{str(path)!r} is not a wsnas predictor file: it is not a readable safetensors file ({reason})"
+        ) from None
+    return metadata, tensors
+
+
+def _card(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    from wsnas.predictors._predictor import FORMAT, FORMAT_VERSION
+
+    where = repr(str(path))
+    if metadata.get("format") != FORMAT or "card" not in metadata:
+        raise PredictorFileError(
+            f"{where} is not a wsnas predictor file: a safetensors file whose metadata has no "
+            f"format={FORMAT!r} and card (format={metadata.get('format')!r})"
+        )
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise PredictorFileError(
+            f"{where} has predictor format version {metadata.get('format_version')!r}; this wsnas reads "
+            f"version {FORMAT_VERSION}"
+        )
+    text = metadata["card"]
+    if metadata.get("card_sha256") != hashlib.sha256(text.encode()).hexdigest():
+        raise PredictorFileError(f"{where}: the card does not match its sha256 (the file was tampered with)")
+    if metadata.get("sha256") != _digest(tensors):
+        raise PredictorFileError(
+            f"{where}: the tensor data does not match its sha256 (the file was tampered with or corrupted)"
+        )
+    try:
+        card = json.loads(text)
+    except ValueError as exc:
+        raise PredictorFileError(f"{where}: the card is not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise PredictorFileError(f"{where}: the card must be a JSON object, got {type(card).__name__}")
+    return card
+
+
+def _rebuild(path: Path, card: dict[str, Any], device: torch.device | str | None) -> WeightPredictor:
+    from wsnas._errors import UnknownSearchSpace
+    from wsnas.predictors._encoder import EncoderConfig
+    from wsnas.predictors._predictor import WeightPredictor
+    from wsnas.search_spaces import get_space
+
+    where = repr(str(path))
+    try:
+        space = get_space(card["space"])
+    except UnknownSearchSpace:
+        raise PredictorFileError(
+            f"{where} was trained on search space {card['space']!r}, which is not registered here "
+            "(register it with wsnas.search_spaces.register_space before loading)"
+        ) from None
+    except (KeyError, TypeError) as exc:
+        raise PredictorFileError(f"{where}: the card has no valid 'space' ({exc!r})") from None
+    try:
+        enc = dict(card["encoder"])
+        enc["aggregators"] = tuple(enc["aggregators"])
+        encoding = card["encoding"]
+        pred = WeightPredictor(
+            space,
+            encoder=EncoderConfig(**enc),
+            ensemble=card["ensemble"],
+            seed=card["seed"],
+            size=dict(encoding["size"]),
+            init=encoding["init"],
+            device=device,
+        )
+        target = {"name": str(card["target"]["name"]), "mean": float(card["target"]["mean"])}
+        target["std"] = float(card["target"]["std"])
+        pred.target = target
+        pred.training_data = card.get("training_data")
+        pred.history = list(card.get("history") or [])
+        pred.evaluation = dict(card.get("evaluation") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PredictorFileError(f"{where}: the card is invalid ({type(exc).__name__}: {exc})") from None
+    return pred
+
+
+def load(path_or_name: str | os.PathLike[str], *, device: torch.device | str | None = None) -> WeightPredictor:
+    """Load a predictor file, or a shipped predictor by name (``load("nb201")``).
+
+    Args:
+        path_or_name: a file written by :func:`save`, or the name of a shipped predictor (a bare name
+            such as ``"nb201"`` that is not an existing file).
+        device: where the encoders run; ``None``: CUDA when available, else the CPU.
+
+    Raises:
+        wsnas.PredictorFileError: the file does not exist, is not a wsnas predictor file (not
+            safetensors, no or invalid card, another format version), is truncated, was tampered with
+            (a digest does not match), or its tensors are missing, extra or of the wrong shape.
+    """
+    path = _resolve(path_or_name)
+    metadata, tensors = _read(path)
+    card = _card(path, metadata, tensors)
+    pred = _rebuild(path, card, device)
+    where = repr(str(path))
+    expected = {f"m{i}.{k}": v for i, m in enumerate(pred.members) for k, v in m.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise PredictorFileError(
+            f"{where}: the tensors do not match the card's {pred.ensemble} encoders: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]}"
+            f"{'...' if len(extra) > 3 else ''}"
+        )
+    for name, ref in expected.items():
+        t = tensors[name]
+        if t.shape != ref.shape or t.dtype != ref.dtype:
+            raise PredictorFileError(
+                f"{where}: tensor {name!r} has shape {list(t.shape)} {t.dtype}, the card's encoder needs "
+                f"{list(ref.shape)} {ref.dtype}"
+            )
+    for i, member in enumerate(pred.members):
+        prefix = f"m{i}."
+        member.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    pred.fitted = bool(card.get("fitted", True))
+    return pred

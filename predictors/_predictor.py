@@ -1,0 +1,407 @@
+"""The trainable predictor: an ensemble of weight encoders ranking architectures from generated weights.
+
+>>> pred = WeightPredictor(get_space("nb201"), ensemble=5, seed=0).fit(archs, accs)
+>>> out = pred.predict(candidates)            # out.score [n], out.uncertainty [n]
+
+Every architecture is encoded as the parameter graph of its network built at the encoding width
+(``size``, default ``space.proxy_size``) with weights generated from the fixed seed ``seed``. Member
+``i`` of the ensemble is initialised with ``seed + i`` and sees the training data in its own order. The
+loss is a logistic pairwise ranking loss over all ordered pairs of a mini-batch plus ``regression_weight``
+times the MSE to the standardised targets, so scores come out in target units (``mean + std * z``).
+Each member stops early on the validation Spearman correlation and keeps its best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from wsnas._arch import Arch
+from wsnas._candidates import CandidateGraphs
+from wsnas._paramgraph import ParamGraph, batch_graphs
+from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
+from wsnas.predictors._training import (
+    as_targets,
+    check_positive,
+    finite_or_none,
+    progress_bar,
+    ranking_loss,
+    spearman,
+    zoo_training_set,
+)
+
+if TYPE_CHECKING:
+    from wsnas.search_spaces import SearchSpace
+
+__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION"]
+
+#: ``card["format"]`` and ``card["format_version"]`` of predictors this version writes and reads
+FORMAT = "wsnas-predictor"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores of ``n`` architectures: ``score [n]`` the ensemble mean, ``uncertainty [n]`` its std (float64)."""
+
+    score: np.ndarray
+    uncertainty: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+class WeightPredictor:
+    """An ensemble of :class:`WeightEncoder` s scoring architectures of one search space.
+
+    Args:
+        space: the search space.
+        encoder: the configuration of every member.
+        ensemble: number of members (>= 1).
+        seed: member ``i`` is initialised with ``seed + i``; also the weight-generator seed of every
+            architecture and the seed of the train/validation split.
+        size: the encoding width (``space.build`` size keywords); ``None``: ``space.proxy_size``.
+        init: the weight init rule of the generated networks.
+        device: where the encoders run; ``None``: CUDA when available, else the CPU.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        encoder: EncoderConfig = EncoderConfig(),  # noqa: B008 - a frozen dataclass
+        ensemble: int = 5,
+        seed: int = 0,
+        size: dict[str, Any] | None = None,
+        init: str = "kaiming_normal",
+        device: torch.device | str | None = None,
+    ) -> None:
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be an int >= 1, got {ensemble!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
+            raise ValueError(f"seed must be an int in [0, 2**62), got {seed!r}")
+        self.space = space
+        self.encoder = encoder
+        self.ensemble = ensemble
+        self.seed = seed
+        self.candidates = CandidateGraphs(space, size=size, init=init)
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.members: list[WeightEncoder] = []
+        for i in range(ensemble):
+            with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global generator alone
+                torch.manual_seed(seed + i)
+                self.members.append(WeightEncoder(encoder).to(self.device))
+        self.target: dict[str, Any] = {"name": "target", "mean": 0.0, "std": 1.0}
+        self.training_data: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.evaluation: dict[str, Any] = {}
+        self.fitted = False
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.fitted else "not fitted"
+        return f"WeightPredictor({self.space.name!r}, ensemble={self.ensemble}, seed={self.seed}, {state})"
+
+    # -- the card ----------------------------------------------------------------------------------------
+    @property
+    def card(self) -> dict[str, Any]:
+        """JSON-ready description: versions, space, encoding, encoder, training data, history, evaluation."""
+        from wsnas._version import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "wsnas_version": __version__,
+            "space": self.space.name,
+            "encoding": {
+                "size": dict(self.candidates.size),
+                "init": self.candidates.init,
+                "input_shape": list(self.candidates.input_shape),
+                "generator_seed": self.seed,
+            },
+            "encoder": self.encoder.to_dict(),
+            "ensemble": self.ensemble,
+            "seed": self.seed,
+            "target": dict(self.target),
+            "training_data": copy.deepcopy(self.training_data),
+            "history": copy.deepcopy(self.history),
+            "evaluation": copy.deepcopy(self.evaluation),
+            "fitted": self.fitted,
+        }
+
+    # -- graphs ------------------------------------------------------------------------------------------
+    def _archs(self, archs: Sequence[Arch | str]) -> list[Arch]:
+        return [self.candidates.arch(a) for a in archs]
+
+    def _single_graphs(self, archs: Sequence[Arch], batch_size: int = 256) -> list[ParamGraph]:
+        """One graph per architecture, built once (in chunks of ``batch_size``) and reused every epoch."""
+        out: list[ParamGraph] = []
+        for i in range(0, len(archs), batch_size):
+            out.extend(self.candidates.graphs(archs[i : i + batch_size], self.seed).unbatch())
+        return out
+
+    def _z(self, targets: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((targets - self.target["mean"]) / self.target["std"], dtype=torch.float32)
+
+    def _raw_scores(self, member: WeightEncoder, graphs: list[ParamGraph], batch_size: int = 256) -> np.ndarray:
+        """``[n]`` standardised scores of ``member`` on ``graphs``."""
+        member.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(graphs), batch_size):
+                g = batch_graphs(graphs[i : i + batch_size]).to(self.device)
+                out.append(member(g).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    # -- training ----------------------------------------------------------------------------------------
+    def fit(
+        self,
+        archs: Sequence[Arch | str],
+        targets: Sequence[float] | np.ndarray,
+        *,
+        val_fraction: float = 0.2,
+        epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 15,
+        regression_weight: float = 0.5,
+        target_name: str = "target",
+        progress: bool = True,
+    ) -> WeightPredictor:
+        """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture).
+
+        A ``val_fraction`` of the data (drawn with ``seed``) is held out; each member keeps the epoch of
+        best validation Spearman and stops after ``patience`` epochs without improvement. With
+        ``val_fraction=0`` every member trains for ``epochs`` epochs.
+
+        Raises:
+            ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options.
+        """
+        arch_list = self._archs(archs)
+        y = as_targets(targets, len(arch_list))
+        if len(arch_list) < 4:
+            raise ValueError(f"fit needs at least 4 architectures, got {len(arch_list)}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        check_positive(epochs=epochs, batch_size=batch_size, patience=patience)
+        n_val = max(round(val_fraction * len(arch_list)), 3) if val_fraction > 0 else 0
+        if len(arch_list) - n_val < 2:
+            raise ValueError(
+                f"fit holds out {n_val} architectures for validation (val_fraction={val_fraction}, at least 3) "
+                f"and needs 2 more to train on, got {len(arch_list)} in all"
+            )
+        perm = np.random.default_rng(self.seed).permutation(len(arch_list))
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        std = float(y[train_idx].std())
+        self.target = {"name": target_name, "mean": float(y[train_idx].mean()), "std": std if std > 0 else 1.0}
+        graphs = self._single_graphs(arch_list)
+        train_g = [graphs[i] for i in train_idx]
+        val_g = [graphs[i] for i in val_idx]
+        z = self._z(y[train_idx])
+        bar = progress_bar(self.ensemble * epochs, "fit", progress)
+        member_best = []
+        for i, member in enumerate(self.members):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + i)
+                member.load_state_dict(WeightEncoder(self.encoder).state_dict())  # fit starts from scratch
+            opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
+            rng = np.random.default_rng([self.seed, i])
+            best, best_state, waited = -math.inf, None, 0
+            for epoch in range(epochs):
+                self._epoch(member, opt, train_g, z, rng, batch_size, regression_weight)
+                bar.update(1)
+                if not val_g:
+                    continue
+                rho = spearman(self._raw_scores(member, val_g), y[val_idx])
+                rho = -1.0 if math.isnan(rho) else rho
+                if rho > best:
+                    best, best_state, waited = rho, copy.deepcopy(member.state_dict()), 0
+                else:
+                    waited += 1
+                bar.set_postfix(member=i, val_spearman=f"{best:.3f}")
+                if waited >= patience:
+                    bar.update(epochs - 1 - epoch)
+                    break
+            if best_state is not None:
+                member.load_state_dict(best_state)
+            member_best.append(best if val_g else None)
+        bar.close()
+        self.fitted = True
+        val_rho = (
+            spearman(np.mean([self._raw_scores(m, val_g) for m in self.members], 0), y[val_idx]) if val_g else None
+        )
+        self.training_data = {"source": "arrays", "n": len(arch_list), "n_val": len(val_idx), "target": target_name}
+        event = {"event": "fit", "n": len(arch_list), "n_val": len(val_idx), "epochs": epochs, "lr": lr}
+        event["val_spearman"] = finite_or_none(val_rho)
+        event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
+        event["train_loss"] = self._loss(train_g, z, regression_weight)
+        self.history = [event]
+        return self
+
+    def _epoch(
+        self,
+        member: WeightEncoder,
+        opt: torch.optim.Optimizer,
+        graphs: list[ParamGraph],
+        z: torch.Tensor,
+        rng: np.random.Generator,
+        batch_size: int,
+        regression_weight: float,
+    ) -> None:
+        member.train()
+        order = rng.permutation(len(graphs))
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            if len(idx) < 2:  # a lone straggler has no pairs to rank
+                continue
+            g = batch_graphs([graphs[j] for j in idx]).to(self.device)
+            zb = z[torch.as_tensor(idx)].to(self.device)  # [b]
+            s = member(g)  # [b]
+            loss = ranking_loss(s, zb, regression_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
+            opt.step()
+
+    def _loss(self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float) -> float:
+        """Mean over members of the full-set loss (ranking over all pairs + weighted MSE)."""
+        total = 0.0
+        for member in self.members:
+            s = torch.as_tensor(self._raw_scores(member, graphs), dtype=torch.float32)
+            total += float(ranking_loss(s, z, regression_weight))
+        return total / len(self.members)
+
+    def loss(
+        self, archs: Sequence[Arch | str], targets: Sequence[float] | np.ndarray, *, regression_weight: float = 0.5
+    ) -> float:
+        """The training loss of the ensemble on ``(archs, targets)`` (mean over members, whole set at once)."""
+        self._require_fitted("loss")
+        arch_list = self._archs(archs)
+        y = as_targets(targets, len(arch_list))
+        return self._loss(self._single_graphs(arch_list), self._z(y), regression_weight)
+
+    def fine_tune(
+        self,
+        archs: Sequence[Arch | str],
+        targets: Sequence[float] | np.ndarray,
+        *,
+        epochs: int = 10,
+        lr: float = 3e-4,
+        batch_size: int = 32,
+        weight_decay: float = 1e-4,
+        regression_weight: float = 0.5,
+        progress: bool = False,
+    ) -> WeightPredictor:
+        """Continue training every member on new labels (targets standardised as in :meth:`fit`).
+
+        No early stopping: each member trains ``epochs`` epochs in its own order. The event, with the
+        training loss before and after, is appended to the card's history.
+        """
+        self._require_fitted("fine_tune")
+        arch_list = self._archs(archs)
+        y = as_targets(targets, len(arch_list))
+        if len(arch_list) < 2:
+            raise ValueError(f"fine_tune needs at least 2 architectures, got {len(arch_list)}")
+        check_positive(epochs=epochs, batch_size=batch_size)
+        graphs = self._single_graphs(arch_list)
+        z = self._z(y)
+        before = self._loss(graphs, z, regression_weight)
+        bar = progress_bar(self.ensemble * epochs, "fine_tune", progress)
+        step = len(self.history)
+        for i, member in enumerate(self.members):
+            opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
+            rng = np.random.default_rng([self.seed, i, step])
+            for _ in range(epochs):
+                self._epoch(member, opt, graphs, z, rng, batch_size, regression_weight)
+                bar.update(1)
+        bar.close()
+        self.history.append(
+            {
+                "event": "fine_tune",
+                "n": len(arch_list),
+                "epochs": epochs,
+                "lr": lr,
+                "train_loss_before": before,
+                "train_loss": self._loss(graphs, z, regression_weight),
+            }
+        )
+        return self
+
+    # -- prediction --------------------------------------------------------------------------------------
+    def predict(self, archs: Sequence[Arch | str], *, batch_size: int = 256) -> Prediction:
+        """Score ``archs`` (Arch objects or the space's strings), in target units, higher = better.
+
+        Returns:
+            :class:`Prediction` with ``score [n]`` (ensemble mean) and ``uncertainty [n]`` (ensemble std).
+        """
+        self._require_fitted("predict")
+        check_positive(batch_size=batch_size)
+        arch_list = self._archs(archs)
+        scores = np.zeros((self.ensemble, len(arch_list)))  # [K, n]
+        for m in self.members:
+            m.eval()
+        with torch.inference_mode():
+            for i in range(0, len(arch_list), batch_size):
+                g = self.candidates.graphs(arch_list[i : i + batch_size], self.seed).to(self.device)
+                for k, m in enumerate(self.members):
+                    scores[k, i : i + batch_size] = m(g).double().cpu().numpy()
+        scores = self.target["mean"] + self.target["std"] * scores
+        return Prediction(score=scores.mean(axis=0), uncertainty=scores.std(axis=0))
+
+    def save(self, path: str | os.PathLike[str]) -> os.PathLike[str]:
+        """Write the predictor to one safetensors file (see :func:`wsnas.predictors.save`)."""
+        from wsnas.predictors._persist import save
+
+        return save(self, path)
+
+    @staticmethod
+    def load(path_or_name: str | os.PathLike[str], *, device: torch.device | str | None = None) -> WeightPredictor:
+        """Read a predictor file or a shipped predictor by name (see :func:`wsnas.predictors.load`)."""
+        from wsnas.predictors._persist import load
+
+        return load(path_or_name, device=device)
+
+    def _require_fitted(self, what: str) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{what} needs a fitted predictor: call fit() or from_zoo() first, or load() one")
+
+    # -- zoos --------------------------------------------------------------------------------------------
+    @classmethod
+    def from_zoo(
+        cls,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        space: SearchSpace | str | None = None,
+        target: str = "val_acc",
+        encoder: EncoderConfig = EncoderConfig(),  # noqa: B008 - a frozen dataclass
+        ensemble: int = 5,
+        seed: int = 0,
+        size: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
+        **fit_options: Any,
+    ) -> WeightPredictor:
+        """Fit on the records of wsnas zoo files (:meth:`wsnas.Zoo.load`), skipping diverged records.
+
+        Records of one architecture (several seeds or tasks) are averaged into one target. ``space``
+        defaults to the records' space (they must all share one). ``fit_options`` go to :meth:`fit`;
+        ``target`` is one of ``val_acc``, ``val_loss``, ``params``, ``flops`` (scores predict it as is).
+
+        Raises:
+            ValueError: no usable record, several spaces, an unknown target field.
+            wsnas.ZooFileError: a file is not a zoo.
+        """
+        path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        space_obj, archs, y, description = zoo_training_set(path_list, space, target)
+        fit_options.setdefault("target_name", target)
+        pred = cls(space_obj, encoder=encoder, ensemble=ensemble, seed=seed, size=size, device=device)
+        pred.fit(archs, y, **fit_options)
+        assert pred.training_data is not None
+        pred.training_data.update(description)
+        return pred

@@ -1,0 +1,194 @@
+"""The ``wsnas predictor train`` and ``wsnas predict`` commands.
+
+Attached to the main command with ``main.add_command(predictor_group)`` and
+``main.add_command(predict_cmd)``. torch loads inside the commands only; bad input (an unknown space,
+an unreadable file, a malformed architecture line, a bad predictor file) prints one ``error: ...``
+line on stderr and exits with status 2 (see :mod:`wsnas._cli`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+__all__ = ["predictor_group", "predict_cmd"]
+
+
+def _cli_error(message: str) -> click.ClickException:
+    from wsnas._cli import CliError  # imported late: wsnas._cli may import this module
+
+    return CliError(message)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """wsnas's own errors become one ``error: ...`` line and exit status 2, whatever group runs the command."""
+    from wsnas._errors import WsnasError
+
+    try:
+        yield
+    except WsnasError as exc:
+        raise _cli_error(str(exc)) from None
+
+
+@click.group("predictor")
+def predictor_group() -> None:
+    """Trainable predictors: train one on model zoos, save it as one safetensors file."""
+
+
+@predictor_group.command("train")
+@click.option("--zoo", "zoos", multiple=True, required=True, metavar="FILE", help="Zoo file (repeatable).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
+@click.option("--space", "space_name", default=None, help="Search space (default: the zoo records' space).")
+@click.option("--target", default="val_acc", show_default=True, help="Zoo record field to predict.")
+@click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
+@click.option("--epochs", type=int, default=100, show_default=True, help="Most training epochs per encoder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
+@click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width.")
+@click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers.")
+@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=8.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(
+    zoos: tuple[str, ...],
+    out: str,
+    space_name: str | None,
+    target: str,
+    ensemble: int,
+    epochs: int,
+    seed: int,
+    hidden: int,
+    layers: int,
+    size_items: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Fit a weight predictor on the (non-diverged) records of the zoo FILEs and save it to OUT.
+
+    Prints the validation Spearman correlation of the ensemble. Networks are encoded at the space's
+    proxy size unless --size says otherwise.
+    """
+    from wsnas._cli_zoo import _parse_size
+
+    with _one_line_errors():
+        for z in zoos:
+            if not os.path.isfile(z):
+                raise _cli_error(f"zoo file {z!r} does not exist")
+        from wsnas.predictors._encoder import EncoderConfig
+        from wsnas.predictors._predictor import WeightPredictor
+        from wsnas.search_spaces import get_space
+
+        space = get_space(space_name) if space_name is not None else None
+        size = _parse_size(size_items) or None
+        try:
+            pred = WeightPredictor.from_zoo(
+                list(zoos),
+                space=space,
+                target=target,
+                encoder=EncoderConfig(hidden=hidden, layers=layers),
+                ensemble=ensemble,
+                seed=seed,
+                size=size,
+                epochs=epochs,
+                progress=not quiet,
+            )
+        except (TypeError, ValueError) as exc:
+            raise _cli_error(f"predictor training failed: {exc}") from None
+        try:
+            pred.save(out)
+        except OSError as exc:
+            raise _cli_error(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
+    fit = pred.history[-1]
+    rho = fit.get("val_spearman")
+    shown = "n/a" if rho is None else f"{rho:.4f}"
+    click.echo(f"validation Spearman {shown} ({fit['n'] - fit['n_val']} train, {fit['n_val']} validation)")
+    click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders) to {out}")
+
+
+def _read_lines(source: str) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank, non-``#`` line of ``source`` (``-``: stdin)."""
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _cli_error(f"cannot read input file {source!r}: {reason}") from None
+    rows = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    return [(n, line) for n, line in rows if line and not line.startswith("#")]
+
+
+def _write(target: str, text: str) -> None:
+    """Write ``text`` to stdout (``-``) or atomically to the file ``target``."""
+    if target == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(target)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise _cli_error(f"cannot write output file {target!r}: {exc.strerror or exc}") from None
+
+
+@click.command("predict")
+@click.option("--space", "space_name", required=True, help="Search space of the architectures.")
+@click.option(
+    "--predictor",
+    "predictor_path",
+    default=None,
+    help="Predictor file (default: the shipped predictor of SPACE).",
+)
+@click.option("--input", "source", required=True, metavar="FILE", help="One architecture string per line; - = stdin.")
+@click.option("--output", "target", required=True, metavar="CSV", help="Output CSV; - = stdout.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Architectures scored per batch.")
+def predict_cmd(space_name: str, predictor_path: str | None, source: str, target: str, batch_size: int) -> None:
+    """Score architectures: writes "arch,score,uncertainty" rows (with a header) in input order.
+
+    Blank lines and lines starting with "#" are skipped.
+    """
+    with _one_line_errors():
+        from wsnas.search_spaces import get_space
+
+        space = get_space(space_name)
+        if batch_size < 1:
+            raise _cli_error(f"--batch-size must be >= 1, got {batch_size}")
+        lines = _read_lines(source)
+        archs = []
+        where = "stdin" if source == "-" else repr(source)
+        from wsnas._errors import InvalidArchitecture
+
+        for lineno, text in lines:
+            try:
+                archs.append(space.from_string(text))
+            except InvalidArchitecture as exc:
+                raise _cli_error(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
+        from wsnas.predictors._persist import load
+
+        pred = load(predictor_path if predictor_path is not None else space.name)
+        if pred.space.name != space.name:
+            raise _cli_error(
+                f"predictor {predictor_path!r} was trained on space {pred.space.name!r}, not {space.name!r}"
+            )
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["arch", "score", "uncertainty"])
+        if archs:
+            out = pred.predict(archs, batch_size=batch_size)
+            for (_, text), s, u in zip(lines, out.score, out.uncertainty):
+                writer.writerow([text, f"{s:.8g}", f"{u:.8g}"])
+        _write(target, buf.getvalue())
+    if target != "-":
+        click.echo(f"scored {len(archs)} architectures -> {target}", err=True)
