@@ -1,6 +1,7 @@
 """Parameter-graph batching speed for NB201 (C=8, N=1), graph sizes, and segment kernel vs reference.
 
-Prints JSON lines. Run: ``python benchmarks/bench_paramgraph.py`` (about a minute on 2 quiet CPU cores).
+Prints JSON lines. Run: ``python benchmarks/bench_paramgraph.py [--threads 1] [--workers 2]`` (about two
+minutes on 2 quiet CPU cores).
 
 * ``templates``: per new architecture, ms to build the module, to make its weight spec, and to make its
   template: the fast path (cached one-level graphs, warm) and the whole-network fx trace (``cache=False``);
@@ -9,13 +10,18 @@ Prints JSON lines. Run: ``python benchmarks/bench_paramgraph.py`` (about a minut
   architectures: build + spec + template + generate + batch (``end_to_end_cand_per_s``), on archs no
   earlier step has seen; (b) stops at ``E2E_MAX`` candidates (the line says so) to keep the run short;
   generation is ``wsnas._weights.generate`` when it imports, else a ``torch.randn`` stand-in;
+* ``parallel``: (a) again with ``--workers`` processes of one torch thread each, one per core, a batch split
+  evenly between them and every batch started behind a barrier: the throughput of the whole machine, as a
+  screening loop with one worker per core gets it (training runs one process per core the same way);
 * ``graph_size``: nodes and edges per candidate (mean, max);
 * ``segment``: segment_sum reference time on a batch, and the Triton kernel vs reference where it runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import multiprocessing as mp
 import os
 import time
 
@@ -44,8 +50,55 @@ def _flat(gen, specs: list, p: int) -> torch.Tensor:  # noqa: ANN001
     return torch.randn(p) if gen is None else gen[0](specs, list(range(len(specs)))).flat
 
 
+def _worker(rank: int, strings: list[str], batches: tuple[int, ...], barrier, out) -> None:  # noqa: ANN001
+    """One process of the ``parallel`` measurement: prepare its share untimed, then time each batch."""
+    torch.set_num_threads(1)
+    gen = _generator()
+    space = NB201()
+    archs = [space.from_string(t) for t in strings]
+    nets = [space.build(a, C=8, N=1) for a in archs]
+    templates = [graph_template(n) for n in nets]
+    specs = [gen[1](n) for n in nets]
+    build_batch(templates[:4], _flat(gen, specs[:4], sum(t.num_weights for t in templates[:4])))  # warm-up
+    for b in batches:
+        barrier.wait()
+        s = time.perf_counter()
+        build_batch(templates[:b], _flat(gen, specs[:b], sum(t.num_weights for t in templates[:b])))
+        out.put((rank, b, time.perf_counter() - s))
+
+
+def parallel(space: NB201, archs: list, workers: int) -> None:
+    """Print the ``parallel`` lines: generation + batching from prepared specs on ``workers`` processes."""
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    barrier, out = ctx.Barrier(workers), ctx.Queue()
+    per_worker = tuple(max(1, b // workers) for b in BATCHES)
+    strings = [space.to_string(a) for a in archs]
+    share = max(per_worker)
+    procs = [
+        ctx.Process(target=_worker, args=(r, strings[r * share : (r + 1) * share], per_worker, barrier, out))
+        for r in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    times: dict[int, list[float]] = {}
+    for _ in range(workers * len(per_worker)):
+        _rank, b, dt = out.get()
+        times.setdefault(b, []).append(dt)
+    for p in procs:
+        p.join()
+    for pb in per_worker:
+        slowest = max(times[pb])
+        print(json.dumps({"bench": "parallel", "space": "nb201", "C": 8, "N": 1, "batch": pb * workers,
+                          "workers": workers, "threads_per_worker": 1,
+                          "from_prepared_cand_per_s": round(pb * workers / slowest)}))  # fmt: skip
+
+
 def main() -> None:  # noqa: C901, PLR0915
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the main measurements")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for 'parallel'")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     space = NB201()
     rng = np.random.default_rng(0)
     seen: dict[str, object] = {}
@@ -105,10 +158,15 @@ def main() -> None:  # noqa: C901, PLR0915
             "from_prepared_cand_per_s": round(b * reps / (t_gen + t_batch)),
             "end_to_end_cand_per_s": round(len(new) / t_e2e), "nodes": nodes, "edges": edges,
         }  # fmt: skip
+        line["threads"] = args.threads
         if len(new) < b:
             line["end_to_end_batch"] = f"{len(new)} (shrunk from {b} to keep the run short)"
         print(json.dumps(line))
         del e_nets, e_specs, e_templates
+
+    if args.workers > 1 and gen is not None:
+        del nets
+        parallel(space, archs, args.workers)
 
     nodes = np.array([t.num_nodes for t in templates])
     edges = np.array([t.num_edges for t in templates])

@@ -54,10 +54,11 @@ ELEM_MULT = 0x9E3779B1  # odd, ~2**32 / golden ratio: spreads consecutive elemen
 TENSOR_MULT = 0x9E3779B9
 SEED_SALT_HI, SEED_SALT_LO = 0x6A09E667, 0xBB67AE85  # sqrt(2), sqrt(3) fractions: arbitrary, fixed forever
 
-# Elements are hashed in chunks of 2**15: each int32 temporary (128 KiB) stays in L2. Measured on one
-# thread of a shared 2-core machine (NB201 C=8, N=1, 256 candidates): 2**13: 30, 2**14: 35, 2**15: 46,
-# 2**16: 37, 2**17: 29 million weights/s.
-_CHUNK = 1 << 15
+# Elements are hashed in chunks of 2**16: each int32 temporary (256 KiB) stays in L2, and the ~45 ops of
+# a chunk amortise their dispatch cost. NB201 C=8 N=1 candidates/s, 512 distinct archs, 1 thread of a quiet
+# 2-core machine (best of 3): 2**14: 1,105, 2**15: 1,354-1,517, 2**16: 1,712-1,772, 2**17: 1,752,
+# 2**18: 1,293. (On a busy machine 2**15 had looked best: 46 vs 37 million weights/s.)
+_CHUNK = 1 << 16
 
 
 # -- uint32 arithmetic on int32 tensors -------------------------------------------------------------------
