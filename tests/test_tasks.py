@@ -13,7 +13,21 @@ import torch
 from wsnas._errors import WsnasError
 from wsnas._tasks import DatasetError, UnknownTask, _CifarUnpickler, cifar10, digits, get_task, synthetic
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared/data/cifar10"
+
+def _cifar_dir() -> Path:
+    """The CIFAR-10 copy the tests read: ``$WSNAS_CIFAR10_DIR``, else the ``shared/data/cifar10`` folder
+    beside the checkout (where development machines and CI have it)."""
+    candidates = [Path(os.environ["WSNAS_CIFAR10_DIR"])] if os.environ.get("WSNAS_CIFAR10_DIR") else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared/data/cifar10")
+    for path in candidates:
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        f"the CIFAR-10 tests need a cifar-10-batches-py copy: set WSNAS_CIFAR10_DIR, or put it at {candidates[-1]}"
+    )
+
+
+CIFAR = _cifar_dir()
 
 
 def test_fingerprint_changes_with_every_recipe_field_and_the_data() -> None:
