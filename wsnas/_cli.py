@@ -8,52 +8,15 @@ print as one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
+
+from wsnas._cli_common import CliError, ErrorLineGroup, parse_size
 
 __all__ = ["main", "CliError"]
 
 
-class CliError(click.ClickException):
-    """A bad-input error: printed as one ``error: ...`` line on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-class _Group(click.Group):
-    """A click group that turns wsnas's own errors into one clean line and a non-zero exit."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from wsnas._errors import WsnasError
-
-        try:
-            return super().invoke(ctx)
-        except WsnasError as exc:
-            raise CliError(str(exc)) from None
-
-
-def _parse_size(items: tuple[str, ...]) -> dict[str, Any]:
-    size: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise CliError(f"--size expects KEY=VALUE (e.g. C=16), got {item!r}")
-        for cast in (int, float):
-            try:
-                size[key] = cast(raw)
-                break
-            except ValueError:
-                continue
-        else:
-            size[key] = raw
-    return size
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wsnas", prog_name="wsnas")
 def main() -> None:
     """wsnas: weight-space neural architecture search.
@@ -111,7 +74,7 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
 
     space = get_space(space_name)
     arch = space.from_string(text)
-    size = _parse_size(size_items)
+    size = parse_size(size_items)
     try:
         net = space.build(arch, **size)
     except (TypeError, ValueError) as exc:

@@ -8,35 +8,18 @@ line on stderr and exits with status 2 (see :mod:`wsnas._cli`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from wsnas._cli_common import CliError, one_line_errors, parse_size
+
 __all__ = ["predictor_group", "predict_cmd"]
-
-
-def _cli_error(message: str) -> click.ClickException:
-    from wsnas._cli import CliError  # imported late: wsnas._cli may import this module
-
-    return CliError(message)
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """wsnas's own errors become one ``error: ...`` line and exit status 2, whatever group runs the command."""
-    from wsnas._errors import WsnasError
-
-    try:
-        yield
-    except WsnasError as exc:
-        raise _cli_error(str(exc)) from None
 
 
 @click.group("predictor")
@@ -74,18 +57,17 @@ def train_cmd(
     Prints the validation Spearman correlation of the ensemble. Networks are encoded at the space's
     proxy size unless --size says otherwise.
     """
-    from wsnas._cli_zoo import _parse_size
 
-    with _one_line_errors():
+    with one_line_errors():
         for z in zoos:
             if not os.path.isfile(z):
-                raise _cli_error(f"zoo file {z!r} does not exist")
+                raise CliError(f"zoo file {z!r} does not exist")
         from wsnas.predictors._encoder import EncoderConfig
         from wsnas.predictors._predictor import WeightPredictor
         from wsnas.search_spaces import get_space
 
         space = get_space(space_name) if space_name is not None else None
-        size = _parse_size(size_items) or None
+        size = parse_size(size_items) or None
         try:
             pred = WeightPredictor.from_zoo(
                 list(zoos),
@@ -99,11 +81,11 @@ def train_cmd(
                 progress=not quiet,
             )
         except (TypeError, ValueError) as exc:
-            raise _cli_error(f"predictor training failed: {exc}") from None
+            raise CliError(f"predictor training failed: {exc}") from None
         try:
             pred.save(out)
         except OSError as exc:
-            raise _cli_error(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
+            raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
     fit = pred.history[-1]
     rho = fit.get("val_spearman")
     shown = "n/a" if rho is None else f"{rho:.4f}"
@@ -120,7 +102,7 @@ def _read_lines(source: str) -> list[tuple[int, str]]:
             text = Path(source).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise _cli_error(f"cannot read input file {source!r}: {reason}") from None
+            raise CliError(f"cannot read input file {source!r}: {reason}") from None
     rows = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
     return [(n, line) for n, line in rows if line and not line.startswith("#")]
 
@@ -140,7 +122,7 @@ def _write(target: str, text: str) -> None:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise _cli_error(f"cannot write output file {target!r}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot write output file {target!r}: {exc.strerror or exc}") from None
 
 
 @click.command("predict")
@@ -159,12 +141,12 @@ def predict_cmd(space_name: str, predictor_path: str | None, source: str, target
 
     Blank lines and lines starting with "#" are skipped.
     """
-    with _one_line_errors():
+    with one_line_errors():
         from wsnas.search_spaces import get_space
 
         space = get_space(space_name)
         if batch_size < 1:
-            raise _cli_error(f"--batch-size must be >= 1, got {batch_size}")
+            raise CliError(f"--batch-size must be >= 1, got {batch_size}")
         lines = _read_lines(source)
         archs = []
         where = "stdin" if source == "-" else repr(source)
@@ -174,14 +156,12 @@ def predict_cmd(space_name: str, predictor_path: str | None, source: str, target
             try:
                 archs.append(space.from_string(text))
             except InvalidArchitecture as exc:
-                raise _cli_error(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
+                raise CliError(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
         from wsnas.predictors._persist import load
 
         pred = load(predictor_path if predictor_path is not None else space.name)
         if pred.space.name != space.name:
-            raise _cli_error(
-                f"predictor {predictor_path!r} was trained on space {pred.space.name!r}, not {space.name!r}"
-            )
+            raise CliError(f"predictor {predictor_path!r} was trained on space {pred.space.name!r}, not {space.name!r}")
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["arch", "score", "uncertainty"])

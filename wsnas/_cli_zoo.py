@@ -12,45 +12,12 @@ from typing import Any
 
 import click
 
+from wsnas._cli_common import CliError, ErrorLineGroup, parse_size
+
 __all__ = ["zoo_group"]
 
 
-def _cli_error(message: str) -> click.ClickException:
-    from wsnas._cli import CliError  # imported late: wsnas._cli imports this module
-
-    return CliError(message)
-
-
-class _ZooGroup(click.Group):
-    """Turns wsnas's own errors and bad recipe values into one clean line and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from wsnas._errors import WsnasError
-
-        try:
-            return super().invoke(ctx)
-        except WsnasError as exc:
-            raise _cli_error(str(exc)) from None
-
-
-def _parse_size(items: tuple[str, ...]) -> dict[str, Any]:
-    size: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise _cli_error(f"--size expects KEY=VALUE (e.g. C=8), got {item!r}")
-        for cast in (int, float):
-            try:
-                size[key] = cast(raw)
-                break
-            except ValueError:
-                continue
-        else:
-            size[key] = raw
-    return size
-
-
-@click.group("zoo", cls=_ZooGroup)
+@click.group("zoo", cls=ErrorLineGroup)
 def zoo_group() -> None:
     """Model zoos: JSON-lines files of really-trained architectures."""
 
@@ -98,25 +65,23 @@ def build_cmd(
 
     space = get_space(space_name)
     if workers is not None and workers < 1:
-        raise _cli_error(f"--workers must be >= 1, got {workers}")
+        raise CliError(f"--workers must be >= 1, got {workers}")
     options = {("seed" if k == "task_seed" else k): v for k, v in recipe.items() if v is not None}
-    size = _parse_size(size_items)
+    size = parse_size(size_items)
     if size:
         options["size"] = size
     if data_dir is not None:
         options["data_dir"] = data_dir
     elif task_name.lower() == "cifar10":
-        raise _cli_error(
-            "task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py' (or that folder)"
-        )
+        raise CliError("task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py' (or that folder)")
     try:
         task = get_task(task_name, **options)
     except (TypeError, ValueError) as exc:
-        raise _cli_error(f"invalid recipe for task {task_name!r}: {exc}") from None
+        raise CliError(f"invalid recipe for task {task_name!r}: {exc}") from None
     try:
         records = build_zoo(space, task, n, seed, out, workers=workers, progress=not quiet)
     except (TypeError, ValueError) as exc:
-        raise _cli_error(f"zoo build failed: {exc}") from None
+        raise CliError(f"zoo build failed: {exc}") from None
     accs = [r.val_acc for r in records]
     click.echo(f"{len(records)} architectures in {out}; val acc {min(accs):.4f} .. {max(accs):.4f}")
 
@@ -129,7 +94,7 @@ def show_cmd(path: str, top: int) -> None:
     from wsnas._zoo import Zoo
 
     if not os.path.isfile(path):
-        raise _cli_error(f"zoo file {path!r} does not exist")
+        raise CliError(f"zoo file {path!r} does not exist")
     records = Zoo.load(path)
     if not records:
         click.echo(f"{path}: 0 records")
