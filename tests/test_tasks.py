@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from wsnas._datasets import _CifarUnpickler
 from wsnas._errors import WsnasError
-from wsnas._tasks import DatasetError, UnknownTask, _CifarUnpickler, cifar10, digits, get_task, synthetic
+from wsnas._tasks import DatasetError, UnknownTask, cifar10, digits, get_task, synthetic
 
 
 def _cifar_dir() -> Path:
