@@ -19,6 +19,12 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["WeightPredictor", "Prediction"], "wsnas.predictors._predictor"),
     **dict.fromkeys(["pairwise_ranking_loss"], "wsnas.predictors._training"),
     **dict.fromkeys(["save", "load", "SHIPPED_DIR"], "wsnas.predictors._persist"),
+    **dict.fromkeys(
+        ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],
+        "wsnas.predictors._baselines",
+    ),  # fmt: skip
+    **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
+    **dict.fromkeys(["evaluate", "EvalTable", "top_fraction_precision", "METHODS"], "wsnas.predictors._evaluate"),
 }
 
 __all__ = list(_LAZY)

@@ -27,6 +27,12 @@ def predictor_group() -> None:
     """Trainable predictors: train one on model zoos, save it as one safetensors file."""
 
 
+def _attach_eval() -> None:
+    from wsnas._cli_eval import eval_cmd
+
+    predictor_group.add_command(eval_cmd)
+
+
 @predictor_group.command("train")
 @click.option("--zoo", "zoos", multiple=True, required=True, metavar="FILE", help="Zoo file (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
@@ -172,3 +178,6 @@ def predict_cmd(space_name: str, predictor_path: str | None, source: str, target
         _write(target, buf.getvalue())
     if target != "-":
         click.echo(f"scored {len(archs)} architectures -> {target}", err=True)
+
+
+_attach_eval()

@@ -1,0 +1,72 @@
+"""The predictor evaluation: the weight encoder against its baselines on a held-out split of zoo files.
+
+    python benchmarks/predictor_eval.py --zoo benchmarks/results/fidelity/ref_e10_r32_c8_9k.jsonl \\
+        [--zoo ...] [--budgets 50,100,200,all] [--seed 0] [--methods all] [--data-dir CIFAR_DIR]
+
+Prints the markdown table, then one JSON line per row (method, budget, n_train, n_test, spearman,
+kendall, top5_precision, seconds) and a last JSON line with the settings and the split. Every random
+choice (split, training subsets, models, generated weights, the zero-cost batch) follows --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", action="append", required=True, help="zoo file (repeatable)")
+    parser.add_argument("--budgets", default="50,100,200,all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default="all", help="comma-separated methods, 'zero_cost' or 'all'")
+    parser.add_argument("--target", default="val_acc")
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--ensemble", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--data-dir", default=None, help="dataset folder of the zoo's task (cifar10)")
+    parser.add_argument("--device", default=None, help="where the encoders run (default: CUDA if any)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from wsnas._cli_common import CliError
+    from wsnas._cli_eval import parse_budgets, parse_methods
+    from wsnas.predictors._encoder import EncoderConfig
+    from wsnas.predictors._evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        budgets, methods = parse_budgets(args.budgets), parse_methods(args.methods)
+    except CliError as exc:
+        parser.error(exc.format_message())
+    t0 = time.perf_counter()
+    table = evaluate(
+        args.zoo,
+        target=args.target,
+        label_budgets=budgets,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        methods=methods,
+        encoder=EncoderConfig(hidden=args.hidden, layers=args.layers),
+        ensemble=args.ensemble,
+        fit_options={"epochs": args.epochs},
+        data_dir=args.data_dir,
+        device=args.device,
+    )
+    print(table.to_markdown())
+    for row in table.rows:
+        print(json.dumps(row, sort_keys=True))
+    tail = {"meta": table.meta, "splits": table.splits, "wall_seconds": time.perf_counter() - t0}
+    print(json.dumps(tail, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
