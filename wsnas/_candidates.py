@@ -5,8 +5,9 @@
 
 Each architecture is built at the encoding width (``size``, default ``space.proxy_size``), and its
 :class:`~wsnas.WeightSpec` and :class:`~wsnas.GraphTemplate` are kept in an LRU keyed by the canonical
-hash, so an architecture seen before costs nothing. The weights of the whole batch come from ONE :func:`~wsnas.generate` call and the
-graphs from ONE :func:`~wsnas.build_batch` call (one per kernel size, when the batch mixes them).
+hash, so an architecture seen before costs nothing. The weights of the whole batch come from ONE
+:func:`~wsnas.generate` call and the graphs from ONE :func:`~wsnas.build_batch` call (one per kernel
+size, when the batch mixes them).
 """
 
 from __future__ import annotations
