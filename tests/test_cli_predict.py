@@ -10,7 +10,6 @@ import sys
 import click
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from wsnas import ZooRecord
@@ -46,7 +45,6 @@ def _record(arch, acc: float) -> ZooRecord:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A zoo of 24 architectures whose accuracy grows with the cell's conv count, and a predictor trained on it."""
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("cli")
     archs = sample_distinct(SPACE, 24, 0)
     noise = np.random.default_rng(0).normal(0, 0.02, len(archs))

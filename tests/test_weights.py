@@ -24,16 +24,6 @@ def _nb201(text: str = _MIXED, **size) -> nn.Module:
     return space.build(space.from_string(text), **({"C": 8, "N": 1} | size))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks train faster on one thread: with 2 threads on a loaded 2-core machine a step of NB201
-    at C=8 took 6 to 165 ms (threads waiting for each other), on one thread about 6 ms."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- WeightSpec ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text", [_ALL_3X3, _MIXED])
 def test_spec_of_nb201_lists_every_parameter_in_order(text: str) -> None:

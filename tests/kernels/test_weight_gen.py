@@ -104,12 +104,7 @@ def test_block_size_does_not_change_bits(block: int) -> None:
 
 
 def test_candidate_alone_equals_candidate_in_a_batch_of_1000(monkeypatch: pytest.MonkeyPatch) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 threads on a loaded 2-core machine were 2-20x slower (spin waits)
-    try:
-        _check_batch_of_1000(monkeypatch)
-    finally:
-        torch.set_num_threads(threads)
+    _check_batch_of_1000(monkeypatch)
 
 
 def _check_batch_of_1000(monkeypatch: pytest.MonkeyPatch) -> None:

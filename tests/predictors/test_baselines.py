@@ -24,12 +24,6 @@ SIZE = {"C": 4, "N": 1}
 GNN = {"hidden": 8, "layers": 1, "epochs": 30}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def conv_count(arch) -> int:

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from wsnas import ZooRecord
@@ -35,12 +34,6 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_zoo(path, n: int = 60, seed: int = 0) -> None:
@@ -65,7 +58,6 @@ def zoo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(zoo) -> EvalTable:
-    torch.set_num_threads(1)
     return evaluate([zoo], label_budgets=(10, 20, None), n_test=18, seed=0, methods=METHODS, **FAST)
 
 

@@ -24,7 +24,6 @@ SPACE = get_space("nb201")
 
 @pytest.fixture(scope="module")
 def pred() -> WeightPredictor:
-    torch.set_num_threads(1)
     archs = sample_distinct(SPACE, 12, 2)
     y = np.random.default_rng(0).normal(size=12)
     p = WeightPredictor(

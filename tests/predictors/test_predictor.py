@@ -28,12 +28,6 @@ TINY = EncoderConfig(hidden=8, layers=1, kernel_size=3)
 FIT = {"epochs": 20, "batch_size": 16, "lr": 3e-3, "patience": 5, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def conv_count(arch) -> int:
@@ -57,14 +51,12 @@ def data():
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    torch.set_num_threads(1)
     return predictor().fit(*data, **FIT)
 
 
 @pytest.fixture(scope="module")
 def small():
     """A quick fit (few archs, few epochs) for the properties that do not need a good predictor."""
-    torch.set_num_threads(1)
     archs, y = synthetic(16, 3)
     return predictor(seed=5).fit(archs, y, epochs=3, batch_size=8, progress=False), archs, y
 
