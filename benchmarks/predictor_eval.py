@@ -1,7 +1,8 @@
 """The predictor evaluation: the weight encoder against its baselines on a held-out split of zoo files.
 
     python benchmarks/predictor_eval.py --zoo benchmarks/results/fidelity/ref_e10_r32_c8_9k.jsonl \\
-        [--zoo ...] [--budgets 50,100,200,all] [--seed 0] [--methods all] [--data-dir CIFAR_DIR]
+        [--zoo ...] [--budgets 50,100,200,all] [--seed 0] [--methods all] [--data-dir CIFAR_DIR] \\
+        [--size C=2 --size N=1] [--save-predictor nb201.safetensors]
 
 Prints the markdown table, then one JSON line per row (method, budget, n_train, n_test, spearman,
 kendall, top5_precision, seconds) and a last JSON line with the settings and the split. Every random
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--aggregators", default=None, help="encoder aggregators, e.g. sum,mean")
+    parser.add_argument("--size", action="append", default=[], metavar="KEY=VALUE", help="encoding width, e.g. C=2")
+    parser.add_argument("--baseline-size", action="append", default=[], metavar="KEY=VALUE",
+                        help="width of the networks the zero-cost proxies and weight statistics see")  # fmt: skip
+    parser.add_argument("--save-predictor", default=None, help="write the encoder fitted at the largest budget")
     parser.add_argument("--data-dir", default=None, help="dataset folder of the zoo's task (cifar10)")
     parser.add_argument("--device", default=None, help="where the encoders run (default: CUDA if any)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -35,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from wsnas._cli_common import CliError
-    from wsnas._cli_eval import parse_budgets, parse_methods
-    from wsnas.predictors._encoder import EncoderConfig
+    from wsnas._cli_common import CliError, parse_size
+    from wsnas._cli_eval import encoder_config, parse_budgets, parse_methods
     from wsnas.predictors._evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         budgets, methods = parse_budgets(args.budgets), parse_methods(args.methods)
+        encoder = encoder_config(args.hidden, args.layers, args.aggregators)
+        size, baseline_size = parse_size(args.size) or None, parse_size(args.baseline_size) or None
     except CliError as exc:
         parser.error(exc.format_message())
     t0 = time.perf_counter()
@@ -54,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         test_fraction=args.test_fraction,
         seed=args.seed,
         methods=methods,
-        encoder=EncoderConfig(hidden=args.hidden, layers=args.layers),
+        encoder=encoder,
+        size=size,
+        baseline_size=baseline_size,
+        save_predictor=args.save_predictor,
         ensemble=args.ensemble,
         fit_options={"epochs": args.epochs},
         data_dir=args.data_dir,

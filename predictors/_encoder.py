@@ -36,7 +36,8 @@ from wsnas.kernels._segment import segment_max, segment_mean, segment_sum
 
 __all__ = ["EncoderConfig", "WeightEncoder", "AGGREGATORS"]
 
-#: every aggregator the encoder knows; the default leaves out max, which costs a third reduction
+#: every aggregator the encoder knows. The default is sum and mean (one reduction): on the NB201 CIFAR-10 zoo
+#: (879 train / 376 held out, one encoder, C=2) adding std gave Spearman 0.758 vs 0.748 for 1.7x the time.
 AGGREGATORS = ("sum", "mean", "std", "max")
 _COL = {name: i for i, name in enumerate(NODE_FEATURES)}
 _NUMERIC = [i for name, i in _COL.items() if name not in ("is_input", "is_output", "io_index")]
@@ -50,7 +51,7 @@ class EncoderConfig:
     layers: int = 3
     kernel_size: int = 7
     io_slots: int = 16
-    aggregators: tuple[str, ...] = ("sum", "mean", "std")
+    aggregators: tuple[str, ...] = ("sum", "mean")
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.layers < 0 or self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -78,6 +79,22 @@ def _resize_kernels(edge_feat: torch.Tensor, k_to: int) -> torch.Tensor:
         lo = (k_to - k) // 2
         kern = F.pad(kern, (lo, k_to - k - lo, lo, k_to - k - lo))
     return torch.cat([kern.reshape(-1, k_to * k_to), edge_feat[:, k * k :]], dim=1)
+
+
+def _embed_edges(lin: nn.Linear, edge_feat: torch.Tensor, k_to: int) -> torch.Tensor:
+    """``lin(_resize_kernels(edge_feat, k_to))`` -> ``[E, H]`` without padding smaller kernels.
+
+    Zero-padded columns contribute nothing, so a ``k < k_to`` kernel is multiplied by the weight columns
+    of the centred ``k x k`` block only: for 3x3 kernels and ``k_to = 7`` that reads 10 input columns
+    instead of 50 (the edge embedding was the largest matmul of the forward pass).
+    """
+    k = math.isqrt(edge_feat.shape[1] - 1)
+    if k >= k_to:
+        return lin(_resize_kernels(edge_feat, k_to))
+    lo = (k_to - k) // 2
+    grid = torch.arange(k_to * k_to, device=edge_feat.device).reshape(k_to, k_to)[lo : lo + k, lo : lo + k]
+    cols = torch.cat([grid.reshape(-1), torch.arange(k_to * k_to, lin.in_features, device=edge_feat.device)])
+    return F.linear(edge_feat, lin.weight.index_select(1, cols), lin.bias)
 
 
 def _segment_sum(x: torch.Tensor, ids: torch.Tensor, ptr: torch.Tensor | None, n: int) -> torch.Tensor:
@@ -109,7 +126,7 @@ def _aggregate(
             # two passes (deviations from the segment mean), not E[x^2] - mean^2: the one-pass form
             # cancels catastrophically for near-constant segments, and sqrt then magnifies rounding
             # differences of summation order past 1e-5 (seen as a flaky permutation test)
-            dev = x - mean[ids]  # [E, H]
+            dev = x - mean.index_select(0, ids)  # [E, H]
             out.append(torch.sqrt(_segment_sum(dev * dev, ids, ptr, n) / deg + 1e-6))
         else:  # max
             if ptr is not None:
@@ -130,8 +147,8 @@ class _Layer(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, flow: _Flow, aggregators: tuple[str, ...]) -> torch.Tensor:
-        m_fwd = self.fwd(h)[flow.src] * e  # [E, H]: along the data flow, aggregated at dst
-        m_bwd = self.bwd(h)[flow.dst] * e  # [E, H]: against it, aggregated at src
+        m_fwd = self.fwd(h).index_select(0, flow.src) * e  # [E, H]: along the data flow, aggregated at dst
+        m_bwd = self.bwd(h).index_select(0, flow.dst) * e  # [E, H]: against it, aggregated at src
         agg_f = _aggregate(m_fwd, flow.dst, flow.dst_ptr, flow.in_deg, aggregators)  # [N, A*H]
         if flow.by_src is not None:  # CSR kernels want the rows sorted by src
             agg_b = _aggregate(m_bwd[flow.by_src], flow.src[flow.by_src], flow.src_ptr, flow.out_deg, aggregators)
@@ -193,7 +210,7 @@ class WeightEncoder(nn.Module):
         io = nf[:, _COL["io_index"]].long().clamp(0, cfg.io_slots - 1)  # [N]
         h = self.node_in(nf[:, _NUMERIC]) + self.node_type(g.node_type)  # [N, H]
         h = h + nf[:, _COL["is_input"], None] * self.in_ids(io) + nf[:, _COL["is_output"], None] * self.out_ids(io)
-        e = self.edge_in(_resize_kernels(g.edge_feat, cfg.kernel_size)) + self.edge_type(g.edge_type)  # [E, H]
+        e = _embed_edges(self.edge_in, g.edge_feat, cfg.kernel_size) + self.edge_type(g.edge_type)  # [E, H]
         flow = _Flow.of(g)
         for layer in self.layers:
             h = layer(h, e, flow, cfg.aggregators)

@@ -141,6 +141,7 @@ def evaluate(
     encoder: EncoderConfig | None = None,
     ensemble: int = 5,
     size: dict[str, Any] | None = None,
+    baseline_size: dict[str, Any] | None = None,
     init: str = "kaiming_normal",
     fit_options: dict[str, Any] | None = None,
     gnn_options: dict[str, Any] | None = None,
@@ -148,6 +149,7 @@ def evaluate(
     data_dir: str | None = None,
     zero_cost_batch: int = 64,
     device: str | None = None,
+    save_predictor: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> EvalTable:
     """Score every method of ``methods`` (names of :data:`METHODS`) on one seeded held-out split.
@@ -157,11 +159,17 @@ def evaluate(
         label_budgets: training-set sizes (ints >= 5); ``None``: the whole pool. A budget above the pool
             size is clipped to it (``n_train`` says what was used).
         test_fraction, n_test: the size of the test set (``n_test`` wins when given).
-        encoder, ensemble, size, init, fit_options: the WeightPredictor (and its shuffled ablation); the
-            encoding width also serves the zero-cost proxies and weight statistics.
+        encoder, ensemble, size, init, fit_options: the WeightPredictor (and its shuffled ablation);
+            ``size`` is its encoding width (``None``: the space's proxy size).
+        baseline_size: the width at which the zero-cost proxies and the weight statistics see each
+            network; ``None``: the space's proxy size (the width zoos are trained at), so a narrow
+            encoding width of the encoder does not handicap the baselines.
         gnn_options: keywords of :class:`ArchGNNBaseline`.
         task: the zero-cost proxies' data; ``None``: the zoo's task when it can be had (``data_dir`` or
             ``WSNAS_CIFAR10_DIR`` for cifar10), else :func:`wsnas.synthetic` (``meta["zero_cost_task"]``).
+        save_predictor: write the encoder fitted at the largest budget to this file, its card's
+            ``evaluation`` holding this table (rows, settings and the held-out hashes): the predictor
+            that the table's encoder row measures. Needs ``"encoder"`` in ``methods``.
 
     Returns:
         An :class:`EvalTable` with ``len(methods) * len(label_budgets)`` rows, method-major.
@@ -181,6 +189,8 @@ def evaluate(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty list of {list(METHODS)}, got unknown {unknown or 'none'}")
+    if save_predictor is not None and "encoder" not in methods:
+        raise ValueError("save_predictor needs the 'encoder' method in methods")
     budgets = list(label_budgets)
     for b in budgets:
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 5):
@@ -200,6 +210,7 @@ def evaluate(
     test_idx, pool = np.sort(perm[:n_test]), perm[n_test:]
     test_archs, y_test = [archs[i] for i in test_idx], y[test_idx]
     encoder = encoder if encoder is not None else EncoderConfig()
+    baseline_size = dict(space_obj.proxy_size if baseline_size is None else baseline_size)
     fit_options = {"progress": False, **(fit_options or {})}
     zc_task, why = (task, "given") if task is not None else _zoo_task(paths, data_dir)
     if zc_task is None and any(m in ZERO_COST_METHODS for m in methods):
@@ -208,7 +219,8 @@ def evaluate(
     meta = {
         "space": space_obj.name, "target": target, "seed": seed, "n_archs": n, "n_test": n_test,
         "n_pool": len(pool), "methods": methods, "budgets": [_budget_label(b) for b in budgets],
-        "encoder": encoder.to_dict(), "ensemble": ensemble, "size": size, "init": init,
+        "encoder": encoder.to_dict(), "ensemble": ensemble, "size": size, "baseline_size": baseline_size,
+        "init": init,
         "zero_cost_task": zc_task.name if zc_task is not None else "synthetic", "zero_cost_task_source": why,
         "zoo": description,
     }  # fmt: skip
@@ -220,7 +232,7 @@ def evaluate(
         if m in ZERO_COST_METHODS:
             t0 = time.perf_counter()
             zc = ZeroCostBaseline(
-                space_obj, m, task=zc_task, batch_size=zero_cost_batch, size=size, seed=seed, init=init
+                space_obj, m, task=zc_task, batch_size=zero_cost_batch, size=baseline_size, seed=seed, init=init
             )
             scores = zc.predict(test_archs)
             row = {**_metrics(y_test, scores), "seconds": time.perf_counter() - t0}
@@ -228,6 +240,8 @@ def evaluate(
                 results[(m, _budget_label(b))] = {"n_train": 0, **row}
             bar.set_postfix(method=m)
             bar.update(1)
+    largest = max(budgets, key=lambda b: len(pool) if b is None else min(b, len(pool)))
+    kept = None
     for b in budgets:
         train_idx = pool[: len(pool) if b is None else min(b, len(pool))]
         splits[_budget_label(b)] = [archs[i].hash for i in train_idx]
@@ -244,6 +258,8 @@ def evaluate(
                     model = cls(space_obj, encoder=encoder, ensemble=ensemble, seed=seed, size=size, init=init,
                                 device=device).fit(tr_archs, y_tr, **fit_options)  # fmt: skip
                     scores = model.predict(test_archs).score
+                    if m == "encoder" and b == largest:
+                        kept = model
                 elif m == "arch_gnn":
                     scores = (
                         ArchGNNBaseline(space_obj, seed=seed, **(gnn_options or {}))
@@ -252,7 +268,7 @@ def evaluate(
                     )
                 else:
                     scores = (
-                        WeightStatsBaseline(space_obj, size=size, seed=seed, init=init)
+                        WeightStatsBaseline(space_obj, size=baseline_size, seed=seed, init=init)
                         .fit(tr_archs, y_tr)
                         .predict(test_archs)
                     )
@@ -269,4 +285,11 @@ def evaluate(
         for b in budgets
     ]
     rows = [{c: r[c] for c in _COLUMNS} for r in rows]
-    return EvalTable(rows=rows, meta=meta, splits=splits)
+    table = EvalTable(rows=rows, meta=meta, splits=splits)
+    if save_predictor is not None:
+        assert kept is not None
+        kept.evaluation = {"rows": table.rows, "meta": table.meta, "test_hashes": splits["test"],
+                           "encoder_budget": _budget_label(largest)}  # fmt: skip
+        kept.training_data = {**(kept.training_data or {}), **description, "n_test_held_out": n_test}
+        kept.save(save_predictor)
+    return table

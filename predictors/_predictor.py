@@ -143,7 +143,8 @@ class WeightPredictor:
         """One graph per architecture, built once (in chunks of ``batch_size``) and reused every epoch."""
         out: list[ParamGraph] = []
         for i in range(0, len(archs), batch_size):
-            out.extend(self.candidates.graphs(archs[i : i + batch_size], self.seed).unbatch())
+            chunk = archs[i : i + batch_size]
+            out.extend(self.candidates._graphs(chunk, [self.seed] * len(chunk), "cpu").unbatch())
         return out
 
     def _z(self, targets: np.ndarray) -> torch.Tensor:
@@ -349,7 +350,8 @@ class WeightPredictor:
             m.eval()
         with torch.inference_mode():
             for i in range(0, len(arch_list), batch_size):
-                g = self.candidates.graphs(arch_list[i : i + batch_size], self.seed).to(self.device)
+                chunk = arch_list[i : i + batch_size]  # validated above: the private path skips a second check
+                g = self.candidates._graphs(chunk, [self.seed] * len(chunk), "cpu").to(self.device)
                 for k, m in enumerate(self.members):
                     scores[k, i : i + batch_size] = m(g).double().cpu().numpy()
         scores = self.target["mean"] + self.target["std"] * scores

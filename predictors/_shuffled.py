@@ -34,20 +34,14 @@ class ShuffledCandidateGraphs(CandidateGraphs):
         super().__init__(space, **options)
         self.shuffle_seed = _check_seed(shuffle_seed)
 
-    def graphs(
-        self, archs: Sequence[Arch | str], seeds: int | Sequence[int], *, device: torch.device | str | None = "cpu"
-    ) -> ParamGraph:
-        """As :meth:`CandidateGraphs.graphs`, with each tensor's weights shuffled."""
+    def _graphs(self, archs: Sequence[Arch], seed_list: list[int], device: torch.device | str | None) -> ParamGraph:
+        """As :meth:`CandidateGraphs.graphs` (which checks the arguments and calls this), with each
+        tensor's weights shuffled."""
         from wsnas._paramgraph import batch_graphs, build_batch
         from wsnas._weights import generate
 
-        if len(archs) == 0:
-            raise ValueError("graphs needs at least one architecture, got none")
-        seed_list = [seeds] * len(archs) if isinstance(seeds, int) else list(seeds)
-        if len(seed_list) != len(archs):
-            raise ValueError(f"graphs needs one seed per architecture, got {len(archs)} archs and {len(seed_list)}")
-        arch_list = [self.arch(a) for a in archs]
-        entries = [self.entry(a) for a in arch_list]
+        arch_list = list(archs)
+        entries = [self._entry(a) for a in arch_list]
         weights = generate([spec for spec, _ in entries], seed_list, device=device)
         flat = weights.flat.detach().clone().cpu()
         for b, ((spec, _), arch) in enumerate(zip(entries, arch_list)):

@@ -91,11 +91,16 @@ def grad_norm(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def jacob_cov(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Score of the correlation of input Jacobians ``d sum(f(x_b)) / d x_b`` across the batch."""
+    """Score of the correlation of input Jacobians ``d sum(f(x_b)) / d x_b`` across the batch.
+
+    A network whose output does not depend on its input (an NB201 cell of ``none`` ops) has a zero
+    Jacobian and gets the lowest score the formula gives (every eigenvalue 0).
+    """
     net.train()
     x = x.detach().clone().requires_grad_(True)
-    (jac,) = torch.autograd.grad(net(x).sum(), x)
-    j = jac.flatten(1).double()  # [B, C*H*W]
+    out = net(x).sum()
+    (jac,) = torch.autograd.grad(out, x, allow_unused=True) if out.requires_grad else (None,)
+    j = (torch.zeros_like(x) if jac is None else jac).flatten(1).double()  # [B, C*H*W]
     corr = torch.corrcoef(j)
     corr = torch.nan_to_num(corr, nan=0.0)
     v = torch.linalg.eigvalsh(corr)

@@ -370,3 +370,26 @@ def test_containers_and_user_modules_match_full_trace(net: nn.Module) -> None:
         fast = trace_template(net, input_shape=shape)
         _assert_same_template(fast, trace_template(net, input_shape=shape, cache=False))
     assert (fast.node_type == NODE_TYPES.index("norm")).any() == isinstance(net, ConvOut)
+
+
+def test_skip_reset_parameters_changes_nothing_but_the_init() -> None:
+    """Networks built without PyTorch's init give the same spec and graph; the layers are restored after."""
+    from wsnas import generate, weight_spec
+    from wsnas._candidates import skip_reset_parameters
+
+    space = get_space("nb201")
+    arch = space.from_string("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
+    before = {cls: cls.__dict__["reset_parameters"] for cls in (nn.Linear, nn.LayerNorm)}
+    with skip_reset_parameters():
+        fast = space.build(arch, C=4, N=1)
+        assert nn.Linear.reset_parameters is not before[nn.Linear]
+    plain = space.build(arch, C=4, N=1)
+    assert {cls: cls.__dict__["reset_parameters"] for cls in before} == before
+    assert weight_spec(fast) == weight_spec(plain)
+    g_fast = build_batch([graph_template(fast, input_shape=(1, 3, 32, 32))], generate(weight_spec(fast), [0]).flat)
+    g_plain = build_batch([graph_template(plain, input_shape=(1, 3, 32, 32))], generate(weight_spec(plain), [0]).flat)
+    for name in ("node_feat", "edge_index", "edge_feat", "edge_type", "node_type"):
+        assert torch.equal(getattr(g_fast, name), getattr(g_plain, name)), name
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 4)  # initialised again as PyTorch does it
+    assert float(layer.weight.detach().abs().sum()) > 0

@@ -8,12 +8,13 @@ prints one ``error: ...`` line on stderr and exits with status 2.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
 from wsnas._cli_common import CliError, one_line_errors, parse_size
 
-__all__ = ["eval_cmd", "parse_budgets", "parse_methods"]
+__all__ = ["eval_cmd", "encoder_config", "parse_budgets", "parse_methods"]
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -33,6 +34,19 @@ def parse_budgets(text: str) -> list[int | None]:
     if len(set(out)) != len(out):
         raise CliError(f"--budgets has a repeated budget: {text!r}")
     return out
+
+
+def encoder_config(hidden: int, layers: int, aggregators: str | None) -> Any:
+    """The :class:`~wsnas.predictors.EncoderConfig` of the CLI options (``aggregators``: ``"sum,mean"``)."""
+    from wsnas.predictors._encoder import EncoderConfig
+
+    options: dict[str, Any] = {"hidden": hidden, "layers": layers}
+    if aggregators is not None:
+        options["aggregators"] = tuple(a.strip() for a in aggregators.split(",") if a.strip())
+    try:
+        return EncoderConfig(**options)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def parse_methods(text: str | None) -> list[str]:
@@ -67,7 +81,14 @@ def parse_methods(text: str | None) -> list[str]:
 @click.option("--epochs", type=int, default=100, show_default=True, help="Most epochs per encoder.")
 @click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width.")
 @click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers.")
-@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=8.")
+@click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean).")
+@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=2.")
+@click.option(
+    "--baseline-size", "baseline_items", multiple=True, metavar="KEY=VALUE",
+    help="Width at which zero-cost proxies and weight statistics see the networks (default: the proxy size).",
+)  # fmt: skip
+@click.option("--save-predictor", default=None, type=click.Path(dir_okay=False),
+              help="Write the encoder fitted at the largest budget, with this table in its card.")  # fmt: skip
 @click.option("--data-dir", default=None, help="Dataset folder of the zoo's task (cifar10) for zero-cost proxies.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the markdown table.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -84,7 +105,10 @@ def eval_cmd(
     epochs: int,
     hidden: int,
     layers: int,
+    aggregators: str | None,
     size_items: tuple[str, ...],
+    baseline_items: tuple[str, ...],
+    save_predictor: str | None,
     data_dir: str | None,
     as_json: bool,
     quiet: bool,
@@ -109,11 +133,9 @@ def eval_cmd(
 
         space = get_space(space_name) if space_name is not None else None
         size = parse_size(size_items) or None
+        baseline_size = parse_size(baseline_items) or None
         init = "kaiming_normal"
-        try:
-            encoder = EncoderConfig(hidden=hidden, layers=layers)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+        encoder = encoder_config(hidden, layers, aggregators)
         if predictor_path is not None:
             from wsnas.predictors._persist import load
 
@@ -137,9 +159,11 @@ def eval_cmd(
                 encoder=encoder,
                 ensemble=ensemble,
                 size=size,
+                baseline_size=baseline_size,
                 init=init,
                 fit_options={"epochs": epochs},
                 data_dir=data_dir,
+                save_predictor=save_predictor,
                 progress=not quiet,
             )
         except (TypeError, ValueError, KeyError) as exc:

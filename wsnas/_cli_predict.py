@@ -43,7 +43,8 @@ def _attach_eval() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
 @click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width.")
 @click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers.")
-@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=8.")
+@click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean).")
+@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=2.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     zoos: tuple[str, ...],
@@ -55,6 +56,7 @@ def train_cmd(
     seed: int,
     hidden: int,
     layers: int,
+    aggregators: str | None,
     size_items: tuple[str, ...],
     quiet: bool,
 ) -> None:
@@ -68,7 +70,7 @@ def train_cmd(
         for z in zoos:
             if not os.path.isfile(z):
                 raise CliError(f"zoo file {z!r} does not exist")
-        from wsnas.predictors._encoder import EncoderConfig
+        from wsnas._cli_eval import encoder_config
         from wsnas.predictors._predictor import WeightPredictor
         from wsnas.search_spaces import get_space
 
@@ -79,7 +81,7 @@ def train_cmd(
                 list(zoos),
                 space=space,
                 target=target,
-                encoder=EncoderConfig(hidden=hidden, layers=layers),
+                encoder=encoder_config(hidden, layers, aggregators),
                 ensemble=ensemble,
                 seed=seed,
                 size=size,

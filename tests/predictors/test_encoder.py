@@ -33,7 +33,7 @@ def _permute(first: nn.Conv2d, bn: nn.BatchNorm2d, nxt: nn.Conv2d, perm: torch.T
             nxt.weight.copy_(nxt.weight[:, perm])
 
 
-@pytest.mark.parametrize("aggregators", [("sum", "mean", "std"), ("sum", "mean", "std", "max")])
+@pytest.mark.parametrize("aggregators", [("sum", "mean"), ("sum", "mean", "std"), ("sum", "mean", "std", "max")])
 def test_output_is_invariant_to_hidden_channel_permutations(aggregators: tuple[str, ...]) -> None:
     net = generated(SPACE.build(SPACE.from_ops(OPS), C=8, N=1))
     with torch.no_grad():  # make BN parameters differ across channels, so a wrong permutation shows
@@ -95,3 +95,14 @@ def test_bad_config() -> None:
         EncoderConfig(kernel_size=4)
     with pytest.raises(ValueError, match=r"aggregators must be a non-empty subset of \('sum', 'mean', 'std', 'max'\)"):
         EncoderConfig(aggregators=("median",))
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
+def test_edge_embedding_without_padding_equals_the_padded_one(k: int) -> None:
+    """Smaller kernels skip the zero padding by reading only the centred weight columns: same result."""
+    from wsnas.predictors._encoder import _embed_edges, _resize_kernels
+
+    torch.manual_seed(0)
+    lin = nn.Linear(7 * 7 + 1, 16)
+    feat = torch.randn(50, k * k + 1)
+    torch.testing.assert_close(_embed_edges(lin, feat, 7), lin(_resize_kernels(feat, 7)), rtol=1e-6, atol=1e-6)

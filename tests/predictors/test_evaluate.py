@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from scipy.stats import spearmanr
 
 from wsnas import ZooRecord
 from wsnas._cli_eval import eval_cmd
@@ -162,3 +163,24 @@ def test_cli_bad_input_is_one_line(zoo, args, message) -> None:
     assert res.exit_code == 2, res.output
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], res.stderr
+
+
+def test_save_predictor_writes_the_measured_encoder_with_the_table_in_its_card(zoo, tmp_path) -> None:
+    from wsnas.predictors import load
+
+    path = tmp_path / "pred.safetensors"
+    table = evaluate([zoo], label_budgets=(10, None), n_test=18, seed=0, methods=["encoder", "params"],
+                     save_predictor=path, baseline_size={"C": 2, "N": 1}, **FAST)  # fmt: skip
+    pred = load(path)
+    card = pred.card
+    assert card["evaluation"]["rows"] == table.rows and card["evaluation"]["encoder_budget"] == "all"
+    assert card["evaluation"]["test_hashes"] == table.splits["test"]
+    assert card["training_data"]["n"] == 42 and card["training_data"]["source"] == "zoo"
+    assert table.meta["baseline_size"] == {"C": 2, "N": 1} and dict(card["encoding"]["size"]) == SIZE
+    records = [r for r in Zoo.load(zoo) if r.arch_hash in set(table.splits["test"])]
+    scores = pred.predict([r.arch for r in records]).score
+    assert np.isfinite(scores).all() and len(scores) == 18
+    rho = spearmanr(scores, [r.val_acc for r in records]).statistic  # the saved model is the measured one
+    assert rho == pytest.approx(table.row("encoder", "all")["spearman"], abs=1e-9)
+    with pytest.raises(ValueError, match="needs the 'encoder' method"):
+        evaluate([zoo], methods=["params"], save_predictor=path, **FAST)

@@ -62,3 +62,12 @@ def test_bad_input() -> None:
         zero_cost("zen", net(ALL_CONV), x, y)
     with pytest.raises(ValueError, match=r"expects x \[B, ...\] and y \[B\], got \(8, 3, 16, 16\) and \(7,\)"):
         zero_cost("snip", net(ALL_CONV), x, y[:7])
+
+
+def test_jacob_cov_of_a_network_whose_output_ignores_its_input() -> None:
+    """The all-'none' cell's output does not depend on x: no autograd error, the lowest score."""
+    x, y = batch()
+    dead = zero_cost("jacob_cov", net(ALL_NONE), x, y)
+    assert math.isfinite(dead)
+    assert dead < zero_cost("jacob_cov", net(ALL_CONV), x, y)
+    assert dead < zero_cost("jacob_cov", net(SKIPS), x, y)
