@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from wsnas.predictors._predictor import WeightPredictor
+    from wsnas.search_spaces import SearchSpace
 
 __all__ = ["save", "load", "shipped_path", "SHIPPED_DIR"]
 
@@ -161,7 +162,9 @@ def _card(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor]
     return card
 
 
-def _rebuild(path: Path, card: dict[str, Any], device: torch.device | str | None) -> WeightPredictor:
+def _rebuild(
+    path: Path, card: dict[str, Any], device: torch.device | str | None, space: SearchSpace | None = None
+) -> WeightPredictor:
     from wsnas._errors import UnknownSearchSpace
     from wsnas.predictors._encoder import EncoderConfig
     from wsnas.predictors._predictor import WeightPredictor
@@ -169,7 +172,9 @@ def _rebuild(path: Path, card: dict[str, Any], device: torch.device | str | None
 
     where = repr(str(path))
     try:
-        space = get_space(card["space"])
+        if space is not None and space.name != card["space"]:
+            raise PredictorFileError(f"{where} was trained on search space {card['space']!r}, not {space.name!r}")
+        space = get_space(card["space"]) if space is None else space
     except UnknownSearchSpace:
         raise PredictorFileError(
             f"{where} was trained on search space {card['space']!r}, which is not registered here "
@@ -201,13 +206,20 @@ def _rebuild(path: Path, card: dict[str, Any], device: torch.device | str | None
     return pred
 
 
-def load(path_or_name: str | os.PathLike[str], *, device: torch.device | str | None = None) -> WeightPredictor:
+def load(
+    path_or_name: str | os.PathLike[str],
+    *,
+    device: torch.device | str | None = None,
+    space: SearchSpace | None = None,
+) -> WeightPredictor:
     """Load a predictor file, or a shipped predictor by name (``load("nb201")``).
 
     Args:
         path_or_name: a file written by :func:`save`, or the name of a shipped predictor (a bare name
             such as ``"nb201"`` that is not an existing file).
         device: where the encoders run; ``None``: CUDA when available, else the CPU.
+        space: the search space object to use (its name must be the card's); ``None``: the registered
+            space of that name.
 
     Raises:
         wsnas.PredictorFileError: the file does not exist, is not a wsnas predictor file (not
@@ -217,7 +229,7 @@ def load(path_or_name: str | os.PathLike[str], *, device: torch.device | str | N
     path = _resolve(path_or_name)
     metadata, tensors = _read(path)
     card = _card(path, metadata, tensors)
-    pred = _rebuild(path, card, device)
+    pred = _rebuild(path, card, device, space)
     where = repr(str(path))
     expected = {f"m{i}.{k}": v for i, m in enumerate(pred.members) for k, v in m.state_dict().items()}
     missing = sorted(set(expected) - set(tensors))

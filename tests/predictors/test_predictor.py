@@ -195,3 +195,14 @@ def test_candidate_graphs_match_the_built_networks_and_cache_repeats() -> None:
         cands.graphs(archs, [1, 2])
     with pytest.raises(ValueError, match="at least one"):
         cands.graphs([], 0)
+
+
+def test_predict_in_worker_processes_gives_the_same_scores(small, data) -> None:
+    """workers=2 scores chunks in two fresh processes that load a copy of the predictor: same numbers."""
+    pred, archs = small[0], data[0][:50]
+    one = pred.predict(archs, batch_size=16)
+    two = pred.predict(archs, batch_size=16, workers=2)
+    np.testing.assert_array_equal(one.score, two.score)
+    np.testing.assert_array_equal(one.uncertainty, two.uncertainty)
+    with pytest.raises(ValueError, match="workers must be an int >= 1"):
+        pred.predict(archs, workers=0)
