@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
         ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],
         "wsnas.predictors._baselines",
     ),  # fmt: skip
+    **dict.fromkeys(["log_predictor", "download_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
     **dict.fromkeys(["evaluate", "EvalTable", "top_fraction_precision", "METHODS"], "wsnas.predictors._evaluate"),
 }

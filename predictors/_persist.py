@@ -215,8 +215,10 @@ def load(
     """Load a predictor file, or a shipped predictor by name (``load("nb201")``).
 
     Args:
-        path_or_name: a file written by :func:`save`, or the name of a shipped predictor (a bare name
-            such as ``"nb201"`` that is not an existing file).
+        path_or_name: a file written by :func:`save`, the name of a shipped predictor (a bare name
+            such as ``"nb201"`` that is not an existing file), or an MLflow model URI
+            (``models:/NAME/VERSION``, ``runs:/RUN_ID/NAME``) of a predictor logged with
+            :func:`wsnas.predictors.log_predictor`.
         device: where the encoders run; ``None``: CUDA when available, else the CPU.
         space: the search space object to use (its name must be the card's); ``None``: the registered
             space of that name.
@@ -226,6 +228,13 @@ def load(
             safetensors, no or invalid card, another format version), is truncated, was tampered with
             (a digest does not match), or its tensors are missing, extra or of the wrong shape.
     """
+    if isinstance(path_or_name, str) and path_or_name.startswith(("models:/", "runs:/")):
+        import tempfile
+
+        from wsnas.predictors._mlflow import download_predictor
+
+        with tempfile.TemporaryDirectory(prefix="wsnas-model-") as tmp:  # the tensors are read into memory
+            return load(download_predictor(path_or_name, tmp), device=device, space=space)
     path = _resolve(path_or_name)
     metadata, tensors = _read(path)
     card = _card(path, metadata, tensors)
