@@ -1,0 +1,307 @@
+"""MLflow tracking of searches: one experiment per study, a parent run per search, a child run per evaluation.
+
+>>> tracker = SearchTracker("sqlite:///runs/mlflow.db", study="nb201-demo")
+>>> tracker.start({"space": "nb201", "seed": 0, ...})
+>>> tracker.log_evaluation(TrackedEvaluation(trial=3, arch="|...|", arch_hash="ab12...", ...))
+>>> tracker.log_step(1, {"best_accuracy": 0.71})
+>>> tracker.finish()
+
+Layout (what the MLflow UI shows):
+
+* experiment ``study``; parent run tagged ``wsnas.role=search`` and ``wsnas.study=STUDY``, holding the
+  configuration as params, best-so-far and predictor-vs-real correlation as step metrics, and the
+  artifacts (plots, top-k table, predictor card, screening tables);
+* one child run per real evaluation (``mlflow.parentRunId`` = the parent), tagged ``wsnas.key`` =
+  ``STUDY/TRIAL`` (the idempotency key), ``wsnas.arch_hash``, ``wsnas.trial``, ``wsnas.worker``; params
+  ``arch`` and one ``choice.NAME`` per architecture choice; metrics ``predicted``, ``uncertainty`` and the
+  measured ones.
+
+Reliability: every call goes to MLflow with MLflow's own HTTP retries turned down (one try of at most
+``timeout`` seconds) and ``retries`` retries of ours. When they are exhausted the tracker warns once,
+stops trying for ``cooldown`` seconds, and reports ``False``; the search goes on, and since its results
+are in the Optuna storage, :func:`wsnas.track_sync` (``wsnas track sync``) logs whatever is missing later.
+A child run is looked up by its key before it is created, so retries and syncs never duplicate one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri"]
+
+T = TypeVar("T")
+_ROLE, _STUDY, _KEY = "wsnas.role", "wsnas.study", "wsnas.key"
+_PARENT = "mlflow.parentRunId"
+_DONE = "wsnas.logged"  # set last: a child run without it was cut short
+
+
+class TrackingWarning(UserWarning):
+    """MLflow could not be reached; the search goes on and ``wsnas track sync`` can fill the gap."""
+
+
+@dataclass(frozen=True)
+class TrackedEvaluation:
+    """One real evaluation as MLflow sees it (a child run).
+
+    Attributes:
+        trial: the Optuna trial number (with the study name, the idempotency key).
+        arch: the architecture string; ``arch_hash`` its canonical hash.
+        choices: the architecture's choices (``{"edge_1_0": "nor_conv_3x3", ...}``), logged as params.
+        metrics: measured values (``accuracy``, ``params``, ``flops``, ``latency_ms``, ...); non-finite
+            values are left out (MLflow rejects them).
+        predicted, uncertainty: the predictor's score at screening time, if any.
+        state: ``"COMPLETE"`` or ``"FAIL"``; ``reason`` says why a trial failed.
+        worker: who evaluated it (host:pid).
+    """
+
+    trial: int
+    arch: str
+    arch_hash: str
+    choices: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    predicted: float | None = None
+    uncertainty: float | None = None
+    state: str = "COMPLETE"
+    reason: str | None = None
+    worker: str | None = None
+
+
+def default_tracking_uri(run_dir: str | os.PathLike[str]) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else a SQLite store in ``run_dir`` (``sqlite:///RUN_DIR/mlflow.db``)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def _quick_http(timeout: float) -> Iterator[None]:
+    """MLflow's HTTP client with one try of at most ``timeout`` s (its defaults retry for minutes)."""
+    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout)))}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(float(v)):
+            out[k] = float(v)
+    return out
+
+
+def _param(v: Any) -> str:
+    text = str(v)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+class SearchTracker:
+    """Logs one search (the study ``study``) to the MLflow store at ``tracking_uri``; never raises.
+
+    Args:
+        tracking_uri: an MLflow tracking URI (``http://...``, ``sqlite:///...``, a folder).
+        study: the study name: the experiment's name and the key prefix of child runs.
+        retries: retries of a failed call (after the first try).
+        timeout: seconds one HTTP request may take.
+        cooldown: seconds to stop calling MLflow after a call failed for good.
+    """
+
+    def __init__(
+        self, tracking_uri: str, study: str, *, retries: int = 2, timeout: float = 5.0, cooldown: float = 30.0
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.study = study
+        self.retries, self.timeout, self.cooldown = retries, timeout, cooldown
+        self.parent_id: str | None = None
+        self.experiment_id: str | None = None
+        self.failures = 0
+        self._down_until = 0.0
+        self._warned = False
+        self._client: Any = None
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        """Whether calls are being made (``False`` during the cooldown after a failure)."""
+        return time.monotonic() >= self._down_until
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T | None:
+        if not self.available:
+            return None
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                with _quick_http(self.timeout):
+                    return fn()
+            except Exception as exc:  # any MLflow/HTTP/DB error: the search must go on
+                last = exc
+                if attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+        self.failures += 1
+        self._down_until = time.monotonic() + self.cooldown
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"MLflow tracking at {self.tracking_uri} failed ({what}: {type(last).__name__}: {last}); the search "
+                "goes on, its results stay in the Optuna storage: run `wsnas track sync` to log what is missing",
+                TrackingWarning,
+                stacklevel=3,
+            )
+        return None
+
+    # -- the parent run ----------------------------------------------------------------------------------
+    def start(self, config: Mapping[str, Any], *, run_name: str | None = None) -> bool:
+        """Find or create the experiment and the search's parent run, and log ``config`` as its params."""
+
+        def go() -> str:
+            c = self.client
+            exp = c.get_experiment_by_name(self.study)
+            self.experiment_id = exp.experiment_id if exp is not None else c.create_experiment(self.study)
+            found = c.search_runs(
+                [self.experiment_id], f"tags.`{_ROLE}` = 'search' and tags.`{_STUDY}` = '{_quote(self.study)}'"
+            )
+            if found:
+                run_id = found[0].info.run_id
+                if found[0].info.status != "RUNNING":
+                    c.update_run(run_id, status="RUNNING")
+            else:
+                tags = {_ROLE: "search", _STUDY: self.study}
+                run_id = c.create_run(self.experiment_id, tags=tags, run_name=run_name or self.study).info.run_id
+            from mlflow.entities import Param
+
+            existing = c.get_run(run_id).data.params
+            params = [Param(k, _param(v)) for k, v in config.items() if k not in existing]
+            if params:
+                c.log_batch(run_id, params=params)
+            return run_id
+
+        self.parent_id = self._call("start", go)
+        return self.parent_id is not None
+
+    def _parent(self) -> str | None:
+        if self.parent_id is None and not self.start({}):
+            return None
+        return self.parent_id
+
+    def log_step(self, step: int, metrics: Mapping[str, Any]) -> bool:
+        """Step metrics on the parent run (best so far, predictor-vs-real correlation, ...)."""
+        values = _finite(metrics)
+        parent = self._parent()
+        if parent is None or not values:
+            return parent is not None
+
+        def go() -> bool:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(parent, metrics=[Metric(k, v, now, int(step)) for k, v in values.items()])
+            return True
+
+        return bool(self._call("log_step", go))
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> bool:
+        """A file (plot, CSV, card) on the parent run."""
+        parent = self._parent()
+        if parent is None:
+            return False
+        return bool(self._call("log_artifact", lambda: self.client.log_artifact(parent, str(path), artifact_path) or 1))
+
+    def finish(self, status: str = "FINISHED") -> bool:
+        """Mark the parent run ``FINISHED`` (or ``FAILED``/``KILLED``)."""
+        if self.parent_id is None:
+            return False
+        parent = self.parent_id
+        return bool(self._call("finish", lambda: self.client.set_terminated(parent, status) or 1))
+
+    # -- child runs --------------------------------------------------------------------------------------
+    def key(self, trial: int) -> str:
+        return f"{self.study}/{int(trial)}"
+
+    def logged_keys(self) -> set[str] | None:
+        """Keys of the child runs already in MLflow (``None`` when MLflow cannot be reached)."""
+        parent = self._parent()
+        if parent is None:
+            return None
+
+        def go() -> set[str]:
+            keys: set[str] = set()
+            token = None
+            while True:
+                page = self.client.search_runs(
+                    [self.experiment_id], f"tags.`{_PARENT}` = '{parent}'", max_results=1000, page_token=token
+                )
+                keys.update(r.data.tags.get(_KEY, "") for r in page if r.data.tags.get(_DONE) == "1")
+                token = page.token
+                if not token:
+                    return keys
+
+        return self._call("list", go)
+
+    def log_evaluation(self, ev: TrackedEvaluation) -> bool:
+        """One child run for ``ev`` unless a run with its key exists; ``True`` when MLflow holds it."""
+        parent = self._parent()
+        if parent is None:
+            return False
+        key = self.key(ev.trial)
+
+        def go() -> bool:
+            from mlflow.entities import Metric, Param, RunTag
+
+            c = self.client
+            found = c.search_runs([self.experiment_id], f"tags.`{_KEY}` = '{_quote(key)}'")
+            if any(r.data.tags.get(_DONE) == "1" for r in found):
+                return True
+            for r in found:  # a run left half-written by a failed call: replace it
+                c.delete_run(r.info.run_id)
+            tags = {_PARENT: parent, _KEY: key, _STUDY: self.study, "wsnas.arch_hash": ev.arch_hash,
+                    "wsnas.trial": str(ev.trial), "wsnas.state": ev.state}  # fmt: skip
+            if ev.worker:
+                tags["wsnas.worker"] = ev.worker
+            if ev.reason:
+                tags["wsnas.fail_reason"] = ev.reason[:5000]
+            run = c.create_run(self.experiment_id, tags=tags, run_name=f"trial-{ev.trial}")
+            now = int(time.time() * 1000)
+            params = [Param("arch", _param(ev.arch))]
+            params += [Param(f"choice.{k}", _param(v)) for k, v in ev.choices.items()]
+            metrics = dict(ev.metrics)
+            if ev.predicted is not None:
+                metrics["predicted"] = ev.predicted
+            if ev.uncertainty is not None:
+                metrics["uncertainty"] = ev.uncertainty
+            values = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+            c.log_batch(run.info.run_id, metrics=values, params=params, tags=[RunTag(_DONE, "1")])
+            c.set_terminated(run.info.run_id, "FINISHED" if ev.state == "COMPLETE" else "FAILED")
+            return True
+
+        return bool(self._call("log_evaluation", go))
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
