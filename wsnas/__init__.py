@@ -15,8 +15,11 @@ from typing import Any
 from wsnas._arch import INPUT, OUTPUT, Arch, Arity
 from wsnas._errors import (
     DatasetError,
+    EvaluatorError,
     InvalidArchitecture,
     PredictorFileError,
+    SearchConfigError,
+    StorageError,
     UnknownSearchSpace,
     UnknownTask,
     UnsupportedLayer,
@@ -42,6 +45,9 @@ _LAZY: dict[str, str] = {
     ),  # fmt: skip
     "graph_template": "wsnas._trace",
     "CandidateGraphs": "wsnas._candidates",
+    **dict.fromkeys(["search", "join", "SearchResult", "SearchRecord"], "wsnas._search"),
+    **dict.fromkeys(["TrainEvaluator", "TableEvaluator", "CallableEvaluator"], "wsnas._evaluators"),
+    **dict.fromkeys(["OBJECTIVES", "NetMeasures"], "wsnas._objectives"),
 }
 
 __all__ = [
@@ -57,6 +63,9 @@ __all__ = [
     "UnknownTask",
     "DatasetError",
     "ZooFileError",
+    "EvaluatorError",
+    "SearchConfigError",
+    "StorageError",
     "count_params",
     "count_flops",
     "Task",

@@ -15,6 +15,9 @@ __all__ = [
     "UnknownTask",
     "DatasetError",
     "ZooFileError",
+    "EvaluatorError",
+    "SearchConfigError",
+    "StorageError",
 ]
 
 
@@ -54,3 +57,17 @@ class DatasetError(WsnasError, OSError):
 
 class ZooFileError(WsnasError, OSError):
     """A zoo file is not JSON lines of zoo records (a line other than the last is malformed)."""
+
+
+class EvaluatorError(WsnasError, RuntimeError):
+    """An evaluator cannot measure an architecture: a malformed table, an architecture the table lacks,
+    a result that is not a number, or a failure inside the evaluator (the message keeps its reason)."""
+
+
+class SearchConfigError(WsnasError, ValueError):
+    """A search was configured wrongly: an unknown objective or sampler, a bad budget, a predictor of
+    another space, a study whose stored configuration differs."""
+
+
+class StorageError(WsnasError, OSError):
+    """An Optuna storage URL cannot be opened (unreachable server, unknown scheme, missing driver)."""

@@ -1,0 +1,167 @@
+"""The ``wsnas search`` and ``wsnas worker`` commands.
+
+Attached to the main command with ``main.add_command(search_cmd)`` and ``main.add_command(worker_cmd)``.
+torch, optuna and mlflow load inside the commands only; bad input prints one ``error: ...`` line on
+stderr and exits with status 2. Ctrl-C stops cleanly (the evaluation in flight is given back) and the
+same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from wsnas._cli_common import one_line_errors
+
+__all__ = ["search_cmd", "worker_cmd"]
+
+_DEFAULT_BUDGET = 20
+
+
+@click.command("search")
+@click.option("--space", "space_name", default="nb201", show_default=True, help="Search space (see `wsnas spaces`).")
+@click.option(
+    "--evaluator",
+    default="train:digits",
+    show_default=True,
+    help="train:TASK (digits, synthetic) or table:PATH:ARCH_COL:METRIC_COL (a CSV of measured results).",
+)
+@click.option("--eval-budget", type=int, default=_DEFAULT_BUDGET, show_default=True,
+              help="Real evaluations in all (0: training-free, predictor only).")  # fmt: skip
+@click.option("--objectives", default="accuracy", show_default=True,
+              help="Comma-separated: accuracy plus any of params, flops, latency.")  # fmt: skip
+@click.option("--sampler", default="auto", show_default=True, help="auto, tpe, nsga2, random.")
+@click.option("--predictor", "predictor_spec", default="default", show_default=True,
+              help="'default' (shipped for the space), a predictor file, or 'none'.")  # fmt: skip
+@click.option("--n-candidates", type=int, default=None, help="Architectures screened in all (default 8 x budget).")
+@click.option("--batch-size", type=int, default=None, help="Candidates screened per predictor call (default 32).")
+@click.option("--max-params", type=int, default=None, help="Drop candidates with more parameters before scoring.")
+@click.option("--storage", default=None, help="Optuna storage URL or journal:PATH (default: OUTPUT_DIR/search.db).")
+@click.option("--study-name", default=None, help="Study name (default: SPACE-DIGEST of the configuration).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler.")
+@click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where the default storage, STUDY.json and STUDY-screening.csv go.")  # fmt: skip
+@click.option("--top", type=int, default=5, show_default=True, help="How many architectures to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (best, pareto, history).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def search_cmd(
+    space_name: str,
+    evaluator: str,
+    eval_budget: int,
+    objectives: str,
+    sampler: str,
+    predictor_spec: str,
+    n_candidates: int | None,
+    batch_size: int | None,
+    max_params: int | None,
+    storage: str | None,
+    study_name: str | None,
+    seed: int,
+    output_dir: str,
+    top: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Search SPACE: Optuna proposes, the predictor screens, the evaluator measures the most promising.
+
+    With no options: NB201, the shipped predictor, 20 real trainings on the embedded digits task.
+    Rerunning the same command resumes the search where it stopped (or just prints its result).
+    """
+    with one_line_errors():
+        _torch_one_thread()
+        from wsnas._search import search
+
+        names = tuple(o.strip() for o in objectives.split(",") if o.strip())
+        predictor: Any = None if predictor_spec.lower() == "none" else predictor_spec
+        result = _interruptible(
+            lambda: search(
+                space_name,
+                evaluator=evaluator if eval_budget > 0 else None,
+                eval_budget=eval_budget,
+                predictor=predictor,
+                objectives=names,
+                sampler=sampler,
+                n_candidates=n_candidates,
+                batch_size=batch_size,
+                storage=storage,
+                study_name=study_name,
+                seed=seed,
+                output_dir=output_dir,
+                max_params=max_params,
+                progress=not quiet,
+            )
+        )
+        _report(result, top, as_json)
+
+
+@click.command("worker")
+@click.option("--study", "study_name", required=True, help="The study name of the running search.")
+@click.option("--storage", required=True, help="Its Optuna storage URL (or journal:PATH).")
+@click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where this worker writes STUDY.json and its screening rows.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout when the search is done.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def worker_cmd(study_name: str, storage: str, output_dir: str, as_json: bool, quiet: bool) -> None:
+    """Join a running search as one more worker (another process or machine sharing its storage).
+
+    The search's configuration (space, evaluator, budget, predictor, ...) is read from the study.
+    Workers never evaluate an architecture twice and stop when the shared budget is spent.
+    """
+    with one_line_errors():
+        _torch_one_thread()
+        from wsnas._search import join
+
+        result = _interruptible(lambda: join(study_name, storage, output_dir=output_dir, progress=not quiet))
+        _report(result, 5, as_json)
+
+
+def _torch_one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _interruptible(run: Any) -> Any:
+    try:
+        return run()
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished evaluations are stored; run the same command again to resume", err=True)
+        sys.exit(130)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _report(result: Any, top: int, as_json: bool) -> None:
+    if as_json:
+        doc = result.to_dict()
+        doc["top"] = [r.to_dict() for r in result.top(top)]
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    rows = result.top(top)
+    n = len(result.history)
+    kind = "predicted (training-free)" if result.training_free else f"{n} real evaluations"
+    click.echo(f"study {result.study_name}: {kind}; objectives {', '.join(result.objectives)}")
+    if not rows:
+        click.echo("no architecture was evaluated successfully")
+    else:
+        width = max(len(r.arch) for r in rows)
+        click.echo(f"{'rank':>4}  {'architecture':<{width}}  {'predicted':>9}  {'measured':>8}  {'params':>10}  FLOPs")
+        for i, r in enumerate(rows, start=1):
+            measured = None if result.training_free else r.values.get("accuracy")
+            click.echo(
+                f"{i:>4}  {r.arch:<{width}}  {_fmt(r.predicted, '9.4f')}  {_fmt(measured, '8.4f')}  "
+                f"{_fmt(r.params, '10,')}  {_fmt(r.flops, '13,')}"
+            )
+    if len(result.objectives) > 1:
+        click.echo(f"Pareto front: {len(result.pareto)} architectures (see --json)")
+    failed = sum(r.state == "FAIL" for r in result.history)
+    if failed:
+        click.echo(f"{failed} evaluation(s) failed; their reasons are in the study (trial user attr 'fail_reason')")
+    click.echo(f"results  {result.output_dir / (result.study_name + '.json')}")
+    click.echo(f"study    {result.storage} (study {result.study_name}; rerun the command to resume)")
+    click.echo(f"workers  wsnas worker --study {result.study_name} --storage '{result.storage}'")

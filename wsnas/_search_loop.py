@@ -1,0 +1,326 @@
+"""One worker's search loop: propose with Optuna, screen with the predictor, evaluate the best for real.
+
+A round: the sampler proposes ``batch_size`` new candidates through ``space.suggest`` on an in-memory
+mirror of the study's finished trials (so it learns from every worker's results); constraints and the
+evaluator's domain drop candidates before they are scored; the predictor scores the batch in one call;
+the candidates ranked highest by ``score + kappa * uncertainty`` (non-dominated sorting with several
+objectives) are claimed and evaluated one by one, each result stored as a trial before the next
+evaluation starts; then the predictor is fine-tuned on every real result so far.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsnas._errors import EvaluatorError
+from wsnas._evaluators import check_values
+from wsnas._objectives import NetMeasures, front_ranks
+from wsnas._search_store import Coordinator, token_finished, token_used
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import optuna
+
+    from wsnas._arch import Arch
+    from wsnas.search_spaces import SearchSpace
+
+__all__ = ["Plan", "Loop"]
+
+
+@dataclass
+class Plan:
+    """Everything a worker needs, validated: what :func:`wsnas.search` resolved from its arguments."""
+
+    space: SearchSpace
+    objectives: tuple[str, ...]
+    directions: list[str]
+    evaluator: Callable[[Arch], dict[str, float]] | None
+    eval_budget: int
+    predictor: Any
+    sampler_factory: Callable[[int], optuna.samplers.BaseSampler]
+    n_candidates: int
+    batch_size: int
+    seed: int
+    max_params: int | None
+    kappa: float
+    fine_tune_epochs: int
+    measures: NetMeasures
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evals_per_round(self) -> int:
+        if self.predictor is None:
+            return 1
+        return max(1, round(self.eval_budget * self.batch_size / max(self.n_candidates, 1)))
+
+
+@dataclass
+class Candidate:
+    arch: Arch
+    string: str
+    params: dict[str, Any]
+    distributions: dict[str, Any]
+    predicted: float | None = None
+    uncertainty: float | None = None
+    net: dict[str, float] = field(default_factory=dict)
+
+
+class Loop:
+    """The rounds of one worker on ``study`` (see the module docstring)."""
+
+    def __init__(
+        self, plan: Plan, study: optuna.Study, coordinator: Coordinator, bar: Any, screening_log: Any = None
+    ) -> None:
+        self.plan = plan
+        self.study = study
+        self.coord = coordinator
+        self.bar = bar
+        self.log = screening_log
+        self.sampler = plan.sampler_factory(plan.seed)
+        self.tuned_on = 0
+        self.screened = 0
+        self.poll = 0.2
+
+    # -- proposals ----------------------------------------------------------------------------------
+    def _mirror(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
+        """An in-memory study holding the finished trials' params and values, for the sampler."""
+        import optuna
+        from optuna.samplers._ga import BaseGASampler
+        from optuna.trial import TrialState
+
+        mirror = optuna.create_study(directions=self.plan.directions, sampler=self.sampler)
+        kinds = ("eval", "predicted")
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("kind") in kinds]
+        gen_key = self.sampler._get_generation_key() if isinstance(self.sampler, BaseGASampler) else None
+        pop = getattr(self.sampler, "population_size", None) or 1
+        for i, t in enumerate(done):
+            system = {gen_key: i // pop} if gen_key else {}
+            mirror.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, values=t.values, system_attrs=system
+                )
+            )
+        return mirror
+
+    def _propose(self, trials: list[optuna.trial.FrozenTrial], exclude: set[str]) -> list[Candidate]:
+        """Up to ``batch_size`` new candidates: distinct, not in ``exclude``, evaluable, within constraints."""
+        plan = self.plan
+        mirror = self._mirror(trials)
+        can = getattr(plan.evaluator, "can_evaluate", None)
+        out: list[Candidate] = []
+        seen = set(exclude)
+        max_draws = 50 * plan.batch_size + 200
+        for _ in range(max_draws):
+            if len(out) >= plan.batch_size:
+                break
+            trial = mirror.ask()
+            arch = plan.space.suggest(trial)
+            if arch.hash in seen:
+                continue
+            seen.add(arch.hash)
+            if can is not None and not can(arch):
+                continue
+            if plan.max_params is not None and plan.measures.params(arch) > plan.max_params:
+                continue
+            out.append(Candidate(arch, plan.space.to_string(arch), dict(trial.params), dict(trial.distributions)))
+        return out
+
+    def _screen(self, cands: list[Candidate]) -> None:
+        """Predicted accuracy (one batched call) and the network objectives of every candidate."""
+        plan = self.plan
+        if plan.predictor is not None and cands:
+            pred = plan.predictor.predict([c.arch for c in cands])
+            for c, s, u in zip(cands, np.asarray(pred.score), np.asarray(pred.uncertainty)):
+                c.predicted, c.uncertainty = float(s), float(u)
+        net_names = [o for o in plan.objectives if o != "accuracy"]
+        for c in cands:
+            c.net = plan.measures.measure(c.arch, net_names)
+        self.screened += len(cands)
+
+    def _ranked(self, cands: list[Candidate]) -> list[Candidate]:
+        """Candidates in the order they should be evaluated (UCB; non-dominated fronts with several objectives)."""
+        plan = self.plan
+        if plan.predictor is None:
+            return list(cands)
+
+        def ucb(c: Candidate) -> float:
+            return float(c.predicted) + plan.kappa * float(c.uncertainty or 0.0)
+
+        if len(plan.objectives) == 1:
+            return sorted(cands, key=lambda c: -ucb(c))
+        points = [[ucb(c) if o == "accuracy" else c.net[o] for o in plan.objectives] for c in cands]
+        ranks = front_ranks(points, plan.directions)
+        order = sorted(range(len(cands)), key=lambda i: (ranks[i], -ucb(cands[i])))
+        return [cands[i] for i in order]
+
+    # -- real evaluations ---------------------------------------------------------------------------
+    def _free_slot(self) -> int | None:
+        """The lowest free evaluation slot; waits while every slot is in flight; ``None`` when the budget is spent."""
+        budget = self.plan.eval_budget
+        while True:
+            tokens = self.coord.tokens()
+            if self.coord.reap_stale(tokens):
+                tokens = self.coord.tokens()
+            finished = sum(token_finished(t) for t in tokens)
+            self._progress(finished)
+            if finished >= budget:
+                return None
+            used = {t.user_attrs.get("slot") for t in tokens if token_used(t)}
+            for k in range(budget):
+                if k not in used:
+                    return k
+            time.sleep(self.poll)
+
+    def _evaluate(self, tid: int, cand: Candidate) -> None:
+        plan = self.plan
+        measured: dict[str, float] | None = None
+        reason: str | None = None
+        assert plan.evaluator is not None
+        with self.coord.beating(tid):
+            try:
+                measured = plan.evaluator(cand.arch)
+                check_values(measured, ("accuracy",))
+            except KeyboardInterrupt:
+                self.coord.release(tid, "interrupted")
+                raise
+            except Exception as exc:  # any evaluator failure is a FAIL trial with its reason
+                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EvaluatorError) else str(exc)
+        values = None
+        attrs: dict[str, Any] = {}
+        if measured is not None and reason is None:
+            attrs["measured"] = {k: (v if math.isfinite(v) else None) for k, v in measured.items()}
+            net = {**cand.net}
+            for name in plan.objectives:
+                if name != "accuracy" and not math.isfinite(measured.get(name, math.nan)):
+                    net.setdefault(name, plan.measures.measure(cand.arch, [name])[name])
+            values = [measured["accuracy"] if o == "accuracy" else measured.get(o, net.get(o)) for o in plan.objectives]
+        self.coord.tell(tid, values, attrs, reason)
+
+    def _fine_tune(self) -> None:
+        """Fine-tune the predictor on every real result (targets mapped into its units by z-score)."""
+        plan = self.plan
+        tune = getattr(plan.predictor, "fine_tune", None)
+        if tune is None:
+            return
+        from optuna.trial import TrialState
+
+        acc = plan.objectives.index("accuracy")
+        done = [t for t in self.coord.tokens() if t.state == TrialState.COMPLETE]
+        if len(done) < 4 or len(done) <= self.tuned_on:
+            return
+        y = np.array([t.values[acc] for t in done], dtype=np.float64)
+        if float(y.std()) == 0.0:
+            return
+        target = getattr(plan.predictor, "target", {"mean": 0.0, "std": 1.0})
+        y = float(target["mean"]) + float(target["std"]) * (y - y.mean()) / y.std()
+        tune([t.user_attrs["arch"] for t in done], y, epochs=plan.fine_tune_epochs)
+        self.tuned_on = len(done)
+
+    # -- rounds -------------------------------------------------------------------------------------
+    def _progress(self, n: int) -> None:
+        if self.bar is not None and n != self.bar.n:
+            self.bar.n = min(n, self.bar.total or n)
+            self.bar.refresh()
+
+    def run(self) -> None:
+        """Rounds until the budget is spent (or, training-free, ``n_candidates`` are scored)."""
+        if self.plan.eval_budget == 0:
+            self._run_training_free()
+            return
+        self._fine_tune()  # resuming: learn from what is already there
+        empty_rounds = 0
+        while True:
+            tokens = self.coord.tokens()
+            if self._free_slot() is None:
+                return
+            exclude = {str(t.user_attrs.get("arch_hash")) for t in tokens if token_used(t)}
+            cands = self._propose(self.coord.trials(), exclude)
+            if not cands:
+                empty_rounds += 1
+                if empty_rounds >= 3:
+                    print("wsnas search: no new candidates left to evaluate; stopping early", file=sys.stderr)
+                    return
+                continue
+            empty_rounds = 0
+            self._screen(cands)
+            chosen = self._evaluate_best(self._ranked(cands))
+            if chosen is None:
+                return
+            self._log(cands, chosen)
+            if chosen:
+                self._fine_tune()
+
+    def _evaluate_best(self, ranked: list[Candidate]) -> set[str] | None:
+        """Claim and evaluate the best ``evals_per_round`` of ``ranked``; their hashes (``None``: budget spent)."""
+        chosen: set[str] = set()
+        for cand in ranked:
+            if len(chosen) >= self.plan.evals_per_round:
+                break
+            slot = self._free_slot()
+            if slot is None:
+                return None if not chosen else chosen
+            attrs = {"arch": cand.string}
+            if cand.predicted is not None:
+                attrs.update(predicted=cand.predicted, uncertainty=cand.uncertainty)
+            tid = self.coord.claim(cand.arch.hash, slot, cand.params, cand.distributions, attrs)
+            if tid is None:
+                continue
+            self._evaluate(tid, cand)
+            chosen.add(cand.arch.hash)
+        return chosen
+
+    def _run_training_free(self) -> None:
+        import optuna
+
+        plan = self.plan
+        while True:
+            trials = self.coord.trials()
+            have = [t for t in trials if t.user_attrs.get("kind") == "predicted"]
+            self._progress(len(have))
+            if len(have) >= plan.n_candidates:
+                return
+            cands = self._propose(trials, {str(t.user_attrs.get("arch_hash")) for t in have})
+            cands = cands[: plan.n_candidates - len(have)]
+            if not cands:
+                return
+            self._screen(cands)
+            for c in cands:
+                values = [c.predicted if o == "accuracy" else c.net[o] for o in plan.objectives]
+                attrs = {"kind": "predicted", "arch": c.string, "arch_hash": c.arch.hash, "predicted": c.predicted}
+                attrs["uncertainty"] = c.uncertainty
+                self.study.add_trial(
+                    optuna.trial.create_trial(
+                        params=c.params, distributions=c.distributions, values=values, user_attrs=attrs
+                    )
+                )
+            self._log(cands, set())
+
+    def _log(self, cands: list[Candidate], chosen: set[str]) -> None:
+        """Append this round's screening rows (one write) to the screening CSV."""
+        if self.log is None or not cands:
+            return
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        new = not os.path.exists(self.log) or os.path.getsize(self.log) == 0
+        names = [o for o in self.plan.objectives if o != "accuracy"]
+        if new:
+            writer.writerow(["worker", "arch", "predicted", "uncertainty", *names, "evaluated"])
+        for c in cands:
+            net = [c.net.get(n) for n in names]
+            writer.writerow([self.coord.worker, c.string, c.predicted, c.uncertainty, *net, int(c.arch.hash in chosen)])
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, buf.getvalue().encode())
+        finally:
+            os.close(fd)
