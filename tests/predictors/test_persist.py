@@ -148,9 +148,24 @@ def test_inconsistent_files_are_refused(saved, change, fragment) -> None:
     _raises(saved, fragment)
 
 
-def test_shipped_default_is_not_installed_yet() -> None:
-    with pytest.raises(PredictorFileError, match="no shipped predictor named 'nb201' is installed yet") as info:
-        load("nb201")
+def test_shipped_nb201_predictor_reproduces_its_held_out_evaluation() -> None:
+    """The default predictor loads by name and scores its card's held-out zoo cells as its card says."""
+    from scipy.stats import spearmanr
+
+    from wsnas import Zoo
+    from wsnas.predictors import SHIPPED_DIR
+
+    pred = load("nb201")
+    card = pred.card
+    assert card["space"] == "nb201" and card["fitted"] and card["encoding"]["size"] == {"C": 2, "N": 1}
+    held_out = set(card["evaluation"]["test_hashes"])
+    records = [r for r in Zoo.load(SHIPPED_DIR / "zoos" / "nb201-cifar10-onecycle.jsonl") if r.arch_hash in held_out]
+    assert len(records) == len(held_out) >= 200
+    rho = spearmanr(pred.predict([r.arch for r in records]).score, [r.val_acc for r in records]).statistic
+    row = next(r for r in card["evaluation"]["rows"] if r["method"] == "encoder" and r["budget"] == "all")
+    assert rho == pytest.approx(row["spearman"], abs=1e-9)
+    with pytest.raises(PredictorFileError, match="no shipped predictor named 'nb999' is installed yet") as info:
+        load("nb999")
     assert "wsnas predictor train" in str(info.value)
 
 
