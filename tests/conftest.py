@@ -15,6 +15,10 @@ except Exception:  # pragma: no cover - torch is a hard dependency
 if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Searches track to MLflow by default; a fresh MLflow SQLite store costs seconds to create, so tests
+# that do not test tracking run without it (tracking tests pass tracking= or --tracking-uri explicitly).
+os.environ["WSNAS_TRACKING"] = "0"
+
 # One torch thread for the whole suite, as in wsnas's own training processes. On a busy 2-core machine
 # two intra-op threads spin-wait for each other: NB201 C=8 weight generation took 6-165 ms on two
 # threads against about 6 ms on one, and batches of small ops were 2-20x slower.

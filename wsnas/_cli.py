@@ -112,6 +112,7 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
 def _attach_subcommands() -> None:
     from wsnas._cli_predict import predict_cmd, predictor_group
     from wsnas._cli_search import search_cmd, worker_cmd
+    from wsnas._cli_track import track_group, ui_cmd
     from wsnas._cli_zoo import zoo_group
 
     main.add_command(zoo_group)
@@ -119,6 +120,8 @@ def _attach_subcommands() -> None:
     main.add_command(predict_cmd)
     main.add_command(search_cmd)
     main.add_command(worker_cmd)
+    main.add_command(ui_cmd)
+    main.add_command(track_group)
 
 
 _attach_subcommands()

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from wsnas._cli_common import one_line_errors
+from wsnas._cli_common import CliError, one_line_errors
 
 __all__ = ["search_cmd", "worker_cmd"]
 
@@ -44,6 +44,9 @@ _DEFAULT_BUDGET = 20
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler.")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
               help="Where the default storage, STUDY.json and STUDY-screening.csv go.")  # fmt: skip
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+              "sqlite:///OUTPUT_DIR/mlflow.db).")  # fmt: skip
+@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @click.option("--top", type=int, default=5, show_default=True, help="How many architectures to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (best, pareto, history).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -61,6 +64,8 @@ def search_cmd(
     study_name: str | None,
     seed: int,
     output_dir: str,
+    tracking_uri: str | None,
+    no_tracking: bool,
     top: int,
     as_json: bool,
     quiet: bool,
@@ -91,6 +96,7 @@ def search_cmd(
                 seed=seed,
                 output_dir=output_dir,
                 max_params=max_params,
+                tracking=_tracking(tracking_uri, no_tracking),
                 progress=not quiet,
             )
         )
@@ -102,9 +108,15 @@ def search_cmd(
 @click.option("--storage", required=True, help="Its Optuna storage URL (or journal:PATH).")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
               help="Where this worker writes STUDY.json and its screening rows.")  # fmt: skip
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+              "sqlite:///OUTPUT_DIR/mlflow.db).")  # fmt: skip
+@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout when the search is done.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def worker_cmd(study_name: str, storage: str, output_dir: str, as_json: bool, quiet: bool) -> None:
+def worker_cmd(
+    study_name: str, storage: str, output_dir: str, tracking_uri: str | None, no_tracking: bool, as_json: bool,
+    quiet: bool,
+) -> None:  # fmt: skip
     """Join a running search as one more worker (another process or machine sharing its storage).
 
     The search's configuration (space, evaluator, budget, predictor, ...) is read from the study.
@@ -114,8 +126,17 @@ def worker_cmd(study_name: str, storage: str, output_dir: str, as_json: bool, qu
         _torch_one_thread()
         from wsnas._search import join
 
-        result = _interruptible(lambda: join(study_name, storage, output_dir=output_dir, progress=not quiet))
+        tracking = _tracking(tracking_uri, no_tracking)
+        result = _interruptible(
+            lambda: join(study_name, storage, output_dir=output_dir, tracking=tracking, progress=not quiet)
+        )
         _report(result, 5, as_json)
+
+
+def _tracking(uri: str | None, off: bool) -> bool | str | None:
+    if off and uri:
+        raise CliError("--tracking-uri and --no-tracking exclude each other")
+    return False if off else uri
 
 
 def _torch_one_thread() -> None:
@@ -165,3 +186,7 @@ def _report(result: Any, top: int, as_json: bool) -> None:
     click.echo(f"results  {result.output_dir / (result.study_name + '.json')}")
     click.echo(f"study    {result.storage} (study {result.study_name}; rerun the command to resume)")
     click.echo(f"workers  wsnas worker --study {result.study_name} --storage '{result.storage}'")
+    uri = result.tracking_uri
+    if uri:
+        ui = uri if uri.startswith(("http://", "https://")) else f"wsnas ui --tracking-uri '{uri}'"
+        click.echo(f"mlflow   {ui}  (experiment {result.study_name})")

@@ -14,6 +14,7 @@ import copy
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,20 @@ from wsnas._errors import SearchConfigError
 from wsnas._objectives import OBJECTIVES, NetMeasures, check_objectives
 from wsnas._search_loop import Loop, Plan
 from wsnas._search_result import SearchRecord, SearchResult, build_result, write_json
-from wsnas._search_store import Coordinator, _quiet_optuna, config_digest, open_storage, open_study
+from wsnas._search_store import Coordinator, _quiet_optuna, config_digest, open_storage, open_study, token_finished
+from wsnas._search_tracking import (
+    evaluation_of,
+    finished_evaluations,
+    log_artifacts,
+    log_progress,
+    search_config,
+    tracker_for,
+)
 
 if TYPE_CHECKING:
     import optuna
 
+    from wsnas._tracking import SearchTracker
     from wsnas.search_spaces import SearchSpace
 
 __all__ = ["search", "join", "SearchResult", "SearchRecord", "SAMPLERS"]
@@ -160,6 +170,7 @@ def search(
     kappa: float = 1.0,
     fine_tune_epochs: int = 3,
     stale_after: float = 60.0,
+    tracking: bool | str | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Search ``space``: Optuna proposes, the predictor screens, the evaluator measures the most promising.
@@ -187,6 +198,10 @@ def search(
         kappa: the uncertainty weight of the ranking ``score + kappa * uncertainty``.
         fine_tune_epochs: epochs of each online fine-tuning of the predictor.
         stale_after: seconds without a heartbeat after which another worker's evaluation counts as dead.
+        tracking: MLflow tracking (see :mod:`wsnas._tracking`): ``True`` logs to ``$MLFLOW_TRACKING_URI``
+            or else ``sqlite:///OUTPUT_DIR/mlflow.db``; a string is a tracking URI; ``False`` turns it off;
+            ``None`` (default) is ``True`` unless the environment sets ``WSNAS_TRACKING=0``.
+            A tracking failure never stops the search (one warning; ``wsnas track sync`` fills the gap).
         progress: a tqdm bar of real evaluations on stderr.
 
     Raises:
@@ -202,7 +217,7 @@ def search(
     storage_obj, url = open_storage(storage, out)
     name = study_name or f"{plan.space.name}-{config_digest(plan.config)}"
     study, _ = open_study(storage_obj, name, plan.directions, plan.config)
-    return _run(plan, study, url, name, out, stale_after, progress)
+    return _run(plan, study, url, name, out, stale_after, progress, tracking)
 
 
 def join(
@@ -213,6 +228,7 @@ def join(
     evaluator: Any = None,
     predictor: Any = None,
     stale_after: float = 60.0,
+    tracking: bool | str | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Join the running search ``study_name`` in ``storage`` as one more worker (``wsnas worker``).
@@ -237,10 +253,29 @@ def join(
         config["n_candidates"], config["batch_size"], config["seed"], config["max_params"], config["kappa"],
         config["fine_tune_epochs"],
     )  # fmt: skip
-    return _run(plan, study, url, study_name, out, stale_after, progress)
+    return _run(plan, study, url, study_name, out, stale_after, progress, tracking)
 
 
-def _run(plan: Plan, study: optuna.Study, url: str, name: str, out: Path, stale_after: float, progress: bool) -> Any:
+def _track(tracker: SearchTracker, study: optuna.Study, trial_id: int, plan: Plan) -> None:
+    """Log the evaluation just stored (with the network's params and FLOPs) and the progress so far."""
+    trial = study._storage.get_trial(trial_id)
+    if not token_finished(trial) or not tracker.available:
+        return
+    ev = evaluation_of(trial, plan.objectives)
+    try:
+        arch = plan.space.from_string(ev.arch)
+        costs = {"params": float(plan.measures.params(arch)), "flops": float(plan.measures.flops(arch))}
+    except Exception:  # noqa: BLE001 - costs are extras; the evaluation is logged without them
+        costs = {}
+    ev = replace(ev, metrics={**costs, **ev.metrics})
+    tracker.log_evaluation(ev)
+    log_progress(tracker, finished_evaluations(study), plan.objectives)
+
+
+def _run(
+    plan: Plan, study: optuna.Study, url: str, name: str, out: Path, stale_after: float, progress: bool,
+    tracking: bool | str | None = None,
+) -> Any:  # fmt: skip
     from tqdm import tqdm
 
     coord = Coordinator(study, stale_after=stale_after)
@@ -252,12 +287,24 @@ def _run(plan: Plan, study: optuna.Study, url: str, name: str, out: Path, stale_
     bar = tqdm(total=total, desc=f"search {plan.space.name}", unit="eval" if plan.eval_budget else "arch",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)  # fmt: skip
     loop = Loop(plan, study, coord, bar, screening_log=str(out / f"{name}-screening.csv"))
+    tracker = tracker_for(tracking, out, name)
+    if tracker is not None:
+        tracker.start(search_config(plan.config, plan.predictor, url))
+        loop.on_result = lambda tid: _track(tracker, study, tid, plan)
+    status = "KILLED"
     try:
         with _quiet_optuna():
             loop.run()
+        status = "FINISHED"
     finally:
         bar.close()
+        if tracker is not None and status != "FINISHED":
+            tracker.finish(status)
     result = build_result(study, plan, url, name, out)
     result.predictor = plan.predictor
+    result.tracking_uri = tracker.tracking_uri if tracker is not None else None
     write_json(out / f"{name}.json", result.to_dict())
+    if tracker is not None:
+        log_artifacts(tracker, result, out / f"{name}-artifacts")
+        tracker.finish()
     return result

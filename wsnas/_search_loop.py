@@ -88,6 +88,7 @@ class Loop:
         self.tuned_on = 0
         self.screened = 0
         self.poll = 0.2
+        self.on_result: Any = None  # called with the trial id after each real result is stored
 
     # -- proposals ----------------------------------------------------------------------------------
     def _mirror(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
@@ -203,6 +204,8 @@ class Loop:
                     net.setdefault(name, plan.measures.measure(cand.arch, [name])[name])
             values = [measured["accuracy"] if o == "accuracy" else measured.get(o, net.get(o)) for o in plan.objectives]
         self.coord.tell(tid, values, attrs, reason)
+        if self.on_result is not None:
+            self.on_result(tid)
 
     def _fine_tune(self) -> None:
         """Fine-tune the predictor on every real result (targets mapped into its units by z-score)."""

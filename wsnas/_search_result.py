@@ -67,6 +67,7 @@ class SearchResult:
     training_free: bool
     screened: list[SearchRecord] = field(default_factory=list, repr=False)
     predictor: Any = field(default=None, repr=False)
+    tracking_uri: str | None = None
     _plan: Any = field(default=None, repr=False)
 
     def top(self, n: int = 5) -> list[SearchRecord]:
@@ -82,6 +83,7 @@ class SearchResult:
             "study_name": self.study_name,
             "storage": self.storage,
             "output_dir": str(self.output_dir),
+            "tracking_uri": self.tracking_uri,
             "objectives": list(self.objectives),
             "training_free": self.training_free,
             "best": self.best.to_dict() if self.best else None,
