@@ -183,7 +183,12 @@ class SearchTracker:
         def go() -> str:
             c = self.client
             exp = c.get_experiment_by_name(self.study)
-            self.experiment_id = exp.experiment_id if exp is not None else c.create_experiment(self.study)
+            if exp is None:
+                # the experiment kind makes MLflow 3's UI open on the runs table, not the GenAI overview
+                tags = {"mlflow.experimentKind": "custom_model_development", _STUDY: self.study}
+                self.experiment_id = c.create_experiment(self.study, tags=tags)
+            else:
+                self.experiment_id = exp.experiment_id
             found = c.search_runs(
                 [self.experiment_id], f"tags.`{_ROLE}` = 'search' and tags.`{_STUDY}` = '{_quote(self.study)}'"
             )
