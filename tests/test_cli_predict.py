@@ -116,7 +116,10 @@ def test_errors_are_one_line_with_exit_status_2(trained) -> None:
         run("predict", "--space", "nb201", "--predictor", str(folder / "card.json"), *io_args),
         "not a readable safetensors file",
     )
-    _one_line_error(run("predict", "--space", "nb201", *io_args), "no shipped predictor named 'nb201'")
+    macro = get_space("macro")  # no predictor ships for it
+    (folder / "macro.txt").write_text(macro.to_string(macro.sample(np.random.default_rng(0))) + "\n")
+    no_default = ["--input", str(folder / "macro.txt"), "--output", str(folder / "o.csv")]
+    _one_line_error(run("predict", "--space", "macro", *no_default), "no shipped predictor named 'macro'")
     _one_line_error(
         run("predictor", "train", "--zoo", str(folder / "missing.jsonl"), "--out", str(folder / "x.st"), *TRAIN),
         "zoo file",
