@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                     seed=seed,
                     fine_tune_epochs=args.fine_tune_epochs,
                     output_dir=Path(tmp) / f"{method}-{seed}",
+                    tracking=False,  # a throwaway MLflow store per search would only add seconds
                     progress=False,
                 )
                 n = _evals_to_reach(res.history, threshold)
