@@ -26,6 +26,11 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["log_predictor", "download_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
     **dict.fromkeys(["evaluate", "EvalTable", "top_fraction_precision", "METHODS"], "wsnas.predictors._evaluate"),
+    **dict.fromkeys(
+        ["TRANSFER_SIZES", "UnseenLayerWarning", "adapt_unseen", "default_transfer_size", "layer_types",
+         "seen_layer_types"],
+        "wsnas.predictors._transfer",
+    ),  # fmt: skip
 }
 
 __all__ = list(_LAZY)

@@ -86,6 +86,9 @@ def save(predictor: WeightPredictor, path: str | os.PathLike[str]) -> Path:
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a normal file's mode, not mkstemp's owner-only 0600
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -197,9 +200,15 @@ def _rebuild(
         )
         target = {"name": str(card["target"]["name"]), "mean": float(card["target"]["mean"])}
         target["std"] = float(card["target"]["std"])
+        if "space" in card["target"]:  # the space the statistics come from (after a transfer)
+            target["space"] = str(card["target"]["space"])
         pred.target = target
         pred.training_data = card.get("training_data")
         pred.history = list(card.get("history") or [])
+        types = card.get("layer_types")  # absent from files written before transfer existed
+        if types is not None and not isinstance(types, list):
+            raise TypeError(f"'layer_types' must be a list of strings, got {type(types).__name__}")
+        pred.layer_types = None if types is None else [str(t) for t in types]
         pred.evaluation = dict(card.get("evaluation") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise PredictorFileError(f"{where}: the card is invalid ({type(exc).__name__}: {exc})") from None

@@ -36,6 +36,7 @@ from wsnas.predictors._training import (
     spearman,
     zoo_training_set,
 )
+from wsnas.predictors._transfer import layer_types
 
 if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
@@ -102,6 +103,8 @@ class WeightPredictor:
         self.training_data: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         self.evaluation: dict[str, Any] = {}
+        #: layer types of the networks it was trained on (see :mod:`wsnas.predictors._transfer`)
+        self.layer_types: list[str] | None = None
         self.fitted = False
 
     def __repr__(self) -> str:
@@ -131,6 +134,7 @@ class WeightPredictor:
             "target": dict(self.target),
             "training_data": copy.deepcopy(self.training_data),
             "history": copy.deepcopy(self.history),
+            "layer_types": None if self.layer_types is None else list(self.layer_types),
             "evaluation": copy.deepcopy(self.evaluation),
             "fitted": self.fitted,
         }
@@ -239,7 +243,9 @@ class WeightPredictor:
             spearman(np.mean([self._raw_scores(m, val_g) for m in self.members], 0), y[val_idx]) if val_g else None
         )
         self.training_data = {"source": "arrays", "n": len(arch_list), "n_val": len(val_idx), "target": target_name}
-        event = {"event": "fit", "n": len(arch_list), "n_val": len(val_idx), "epochs": epochs, "lr": lr}
+        self.layer_types = layer_types(self.candidates, arch_list, seed=self.seed)
+        event = {"event": "fit", "space": self.space.name, "size": dict(self.candidates.size), "n": len(arch_list)}
+        event.update({"n_val": len(val_idx), "epochs": epochs, "lr": lr})
         event["val_spearman"] = finite_or_none(val_rho)
         event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
         event["train_loss"] = self._loss(train_g, z, regression_weight)
@@ -303,7 +309,9 @@ class WeightPredictor:
         """Continue training every member on new labels (targets standardised as in :meth:`fit`).
 
         No early stopping: each member trains ``epochs`` epochs in its own order. The event, with the
-        training loss before and after, is appended to the card's history.
+        training loss before and after, is appended to the card's history, and the layer types of
+        ``archs`` join the card's ``layer_types``. The first fine-tuning after :meth:`transfer` to another
+        space re-standardises the targets on these labels (mean and std of the new space).
         """
         self._require_fitted("fine_tune")
         arch_list = self._archs(archs)
@@ -312,6 +320,9 @@ class WeightPredictor:
             raise ValueError(f"fine_tune needs at least 2 architectures, got {len(arch_list)}")
         check_positive(epochs=epochs, batch_size=batch_size)
         graphs = self._single_graphs(arch_list)
+        restandardised = self.target.get("space", self.space.name) != self.space.name and float(y.std()) > 0
+        if restandardised:
+            self.target = {**self.target, "mean": float(y.mean()), "std": float(y.std()), "space": self.space.name}
         z = self._z(y)
         before = self._loss(graphs, z, regression_weight)
         bar = progress_bar(self.ensemble * epochs, "fine_tune", progress)
@@ -323,17 +334,37 @@ class WeightPredictor:
                 self._epoch(member, opt, graphs, z, rng, batch_size, regression_weight)
                 bar.update(1)
         bar.close()
+        if self.layer_types is not None:
+            self.layer_types = sorted({*self.layer_types, *layer_types(self.candidates, arch_list, n=16, seed=step)})
         self.history.append(
             {
                 "event": "fine_tune",
+                "space": self.space.name,
                 "n": len(arch_list),
                 "epochs": epochs,
                 "lr": lr,
+                "restandardised": restandardised,
                 "train_loss_before": before,
                 "train_loss": self._loss(graphs, z, regression_weight),
             }
         )
         return self
+
+    def transfer(
+        self, space: SearchSpace | str, *, size: dict[str, Any] | None = None, check: int = 32, adapt: bool = False
+    ) -> WeightPredictor:
+        """A copy bound to ``space`` (object or name) at encoding width ``size`` (``None``: a per-space default,
+        :data:`~wsnas.predictors.TRANSFER_SIZES`) with the same trained members, target statistics and record;
+        warns (:class:`~wsnas.predictors.UnseenLayerWarning`) naming layer types of ``check`` sampled networks
+        of ``space`` it never saw, and with ``adapt`` gives them the weights of their nearest seen types
+        (:func:`~wsnas.predictors.adapt_unseen`). See :mod:`wsnas.predictors._transfer`.
+
+        Raises:
+            ValueError: ``space`` cannot build its networks at ``size``. RuntimeError: not fitted.
+        """
+        from wsnas.predictors._transfer import transfer
+
+        return transfer(self, space, size=size, check=check, adapt=adapt)
 
     # -- prediction --------------------------------------------------------------------------------------
     def predict(

@@ -29,8 +29,10 @@ def predictor_group() -> None:
 
 def _attach_eval() -> None:
     from wsnas._cli_eval import eval_cmd
+    from wsnas._cli_finetune import finetune_cmd
 
     predictor_group.add_command(eval_cmd)
+    predictor_group.add_command(finetune_cmd)
 
 
 @predictor_group.command("train")

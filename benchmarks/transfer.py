@@ -1,0 +1,239 @@
+"""Transfer report: the NB201 predictor on other search spaces, zero-shot and fine-tuned, against baselines.
+
+    python benchmarks/transfer.py [--predictor nb201] [--zoo nb101=FILE --zoo macro=FILE] \\
+        [--budgets 10,25,50] [--seeds 5] [--test-fraction 0.5] [--data-dir CIFAR_DIR] [--threads 1]
+
+For each target space, its zoo's distinct architectures are split once into a held-out test set (about
+``--test-fraction`` of them, chosen by a hash of each architecture, so growing a zoo never moves one across)
+and a pool. On the test set it reports Spearman and Kendall for
+
+* ``zero-shot``: the predictor transferred to the space (:meth:`WeightPredictor.transfer`, default width);
+* ``fine-tuned``: that predictor fine-tuned on K labels drawn from the pool (``--ft-epochs``, ``--ft-lr``);
+* ``scratch``: the same encoder configuration and ensemble trained from scratch on the same K labels
+  (:meth:`WeightPredictor.fit` with its defaults: 20% of the K held out for early stopping);
+* every zero-cost proxy (``params`` and ``flops`` included), at the width the zoo was trained at.
+
+K draws use seeds ``0 .. --seeds - 1`` (median, min and max over them). Prints a markdown table per space,
+then one JSON line per measurement and a last JSON line with the settings.
+
+``--select`` runs the selection study instead, on the pool only (the test set is never read): zero-shot
+Spearman on the pool at several encoding widths (how ``TRANSFER_SIZES`` were chosen), and fine-tuning
+settings (epochs x learning rate) with K labels from the pool scored on the rest of the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+#: the width each in-house zoo was trained at (see predictors/_shipped/README.md): the zero-cost proxies see this
+ZOO_SIZES: dict[str, dict[str, Any]] = {
+    "nb101": {"C": 8, "stacks": 3, "cells_per_stack": 1},
+    "macro": {"width_mult": 0.125},
+}
+DEFAULT_ZOOS = {
+    "nb101": "predictors/_shipped/zoos/nb101-cifar10-onecycle.jsonl",
+    "macro": "predictors/_shipped/zoos/macro-cifar10-onecycle.jsonl",
+}
+#: encoding widths tried by --select
+WIDTHS: dict[str, list[dict[str, Any]]] = {
+    "nb101": [{"C": c, "stacks": 3, "cells_per_stack": 1} for c in (5, 6, 8)],
+    "macro": [{"width_mult": w} for w in (0.0625, 0.125, 0.25)],
+}
+#: fine-tuning settings tried by --select: (epochs, lr)
+FT_GRID = [(10, 3e-4), (30, 3e-4), (100, 3e-4), (100, 1e-3)]
+ZERO_COST = ("synflow", "naswot", "snip", "grad_norm", "jacob_cov", "params", "flops")
+
+
+def metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float | None]:
+    """Spearman and Kendall of scores ``s [n]`` against targets ``y [n]`` (``None`` when undefined)."""
+    from scipy.stats import kendalltau, rankdata, spearmanr
+
+    r = rankdata(np.nan_to_num(s, nan=-np.inf))
+    if np.ptp(r) == 0:
+        return {"spearman": None, "kendall": None}
+    rho, tau = float(spearmanr(r, y).statistic), float(kendalltau(r, y).statistic)
+    return {"spearman": rho if math.isfinite(rho) else None, "kendall": tau if math.isfinite(tau) else None}
+
+
+def split(hashes: list[str], test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(test, pool)`` index arrays: an architecture is held out when the sha256 of its canonical hash
+    falls below ``test_fraction``, so the split of an architecture never changes as a zoo grows."""
+    u = np.array([int(hashlib.sha256(f"transfer-test:{h}".encode()).hexdigest()[:12], 16) / 16**12 for h in hashes])
+    return np.flatnonzero(u < test_fraction), np.flatnonzero(u >= test_fraction)
+
+
+def draw(pool: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` pool indices drawn with ``seed`` (seed ``s`` of the K-sample draw)."""
+    return np.sort(np.random.default_rng([seed, k]).choice(pool, size=k, replace=False))
+
+
+def fine_tuned(base: Any, archs: list, y: np.ndarray, epochs: int, lr: float) -> Any:
+    pred = copy.deepcopy(base)
+    return pred.fine_tune(archs, y, epochs=epochs, lr=lr)
+
+
+def scratch(base: Any, archs: list, y: np.ndarray, seed: int) -> Any:
+    from wsnas.predictors import WeightPredictor
+
+    pred = WeightPredictor(base.space, encoder=base.encoder, ensemble=base.ensemble, seed=seed,
+                           size=base.candidates.size, init=base.candidates.init, device=base.device)  # fmt: skip
+    pred.candidates = base.candidates  # the same networks at the same width: share the graph cache
+    return pred.fit(archs, y, progress=False)
+
+
+def summary(values: list[float | None]) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "n/a"
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    return f"{np.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]"
+
+
+def report(space: str, rows: list[dict[str, Any]], n_test: int, n_pool: int) -> str:
+    """The markdown table of one space: one line per (method, K), median [min, max] over the seeds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], str(r["k"])), []).append(r)
+    lines = [f"### {space} (held-out test {n_test}, pool {n_pool})", "",
+             "| method | K | seeds | Spearman median [min, max] | Kendall median [min, max] |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for (method, k), rs in groups.items():
+        sp, kt = summary([r["spearman"] for r in rs]), summary([r["kendall"] for r in rs])
+        lines.append(f"| {method} | {k} | {len(rs)} | {sp} | {kt} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_target(space_name: str, path: str, predictor: str, test_fraction: float) -> tuple:
+    from wsnas.predictors import load
+    from wsnas.predictors._training import zoo_training_set
+
+    space, archs, y, _ = zoo_training_set([path], space_name, "val_acc")
+    test, pool = split([a.hash for a in archs], test_fraction)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base = load(predictor).transfer(space)
+    for w in caught:
+        print(f"# {space_name}: {w.message}", file=sys.stderr)
+    return space, archs, y, test, pool, base
+
+
+def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[str, Any]]:
+    """Every measurement of one target space (rows also go to stderr as they come)."""
+    from wsnas.predictors import ZeroCostBaseline
+    from wsnas.predictors._evaluate import _zoo_task
+
+    space, archs, y, test, pool, base = load_target(name, path, args.predictor, args.test_fraction)
+    t_archs, y_t = [archs[i] for i in test], y[test]
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, k: int, seed: int | None, scores: np.ndarray, t0: float) -> None:
+        row = {"space": name, "method": method, "k": k, "seed": seed, "n_test": len(test),
+               **metrics(y_t, scores), "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    add("zero-shot", 0, None, base.predict(t_archs).score, t0)
+    for k in args.budgets:
+        for s in range(args.seeds):
+            idx = draw(pool, k, s)
+            k_archs, y_k = [archs[i] for i in idx], y[idx]
+            t0 = time.perf_counter()
+            tuned = fine_tuned(base, k_archs, y_k, args.ft_epochs, args.ft_lr)
+            add("fine-tuned", k, s, tuned.predict(t_archs).score, t0)
+            t0 = time.perf_counter()
+            add("scratch", k, s, scratch(base, k_archs, y_k, s).predict(t_archs).score, t0)
+    task, why = _zoo_task([path], args.data_dir)
+    print(f"# {name}: zero-cost proxies on {why}" + ("" if task is not None else " (synthetic task)"), file=sys.stderr)
+    for proxy in ZERO_COST:
+        t0 = time.perf_counter()
+        zc = ZeroCostBaseline(space, proxy, task=task, size=ZOO_SIZES.get(name), seed=0)
+        add(proxy, 0, None, zc.predict(t_archs), t0)
+    order = {"zero-shot": 0, "fine-tuned": 1, "scratch": 2}
+    rows.sort(key=lambda r: (order.get(r["method"], 3), r["k"]))
+    print(report(name, rows, len(test), len(pool)), flush=True)
+    return rows
+
+
+def run_report(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
+    return [row for name, path in zoos.items() for row in report_space(args, name, path)]
+
+
+def run_select(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
+    """Encoding widths and fine-tuning settings, chosen on the pool only."""
+    from wsnas.predictors import load
+
+    out: list[dict[str, Any]] = []
+    source = load(args.predictor)
+    for name, path in zoos.items():
+        space, archs, y, test, pool, base = load_target(name, path, args.predictor, args.test_fraction)
+        p_archs = [archs[i] for i in pool]
+        for size in WIDTHS.get(name, []) if args.select in ("all", "widths") else []:
+            for adapt in (False, True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pred = source.transfer(space, size=size, adapt=adapt)
+                row = {"space": name, "study": "width", "size": size, "adapt": adapt,
+                       **metrics(y[pool], pred.predict(p_archs).score)}  # fmt: skip
+                out.append(row)
+                print(json.dumps(row), flush=True)
+        for k in args.budgets if args.select in ("all", "finetune") else []:
+            for epochs, lr in FT_GRID:
+                vals = []
+                for s in range(args.select_seeds):
+                    idx = draw(pool, k, s)
+                    rest = np.setdiff1d(pool, idx)
+                    pred = fine_tuned(base, [archs[i] for i in idx], y[idx], epochs, lr)
+                    vals.append(metrics(y[rest], pred.predict([archs[i] for i in rest]).score)["spearman"])
+                row = {"space": name, "study": "fine_tune", "k": k, "epochs": epochs, "lr": lr,
+                       "spearman": vals, "median": float(np.median([v for v in vals if v is not None]))}  # fmt: skip
+                out.append(row)
+                print(json.dumps(row), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictor", default="nb201", help="predictor file or shipped name (default: nb201)")
+    parser.add_argument("--zoo", action="append", default=[], metavar="SPACE=FILE",
+                        help="target space and its zoo (repeatable; default: the shipped zoos)")  # fmt: skip
+    parser.add_argument("--budgets", default="10,25,50", help="comma-separated K")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the K-sample draw")
+    parser.add_argument("--test-fraction", type=float, default=0.5)
+    parser.add_argument("--ft-epochs", type=int, default=100, help="fine-tuning epochs")
+    parser.add_argument("--ft-lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    parser.add_argument("--select", choices=["widths", "finetune", "all"], default=None,
+                        help="run the selection study on the pool instead")  # fmt: skip
+    parser.add_argument("--select-seeds", type=int, default=3)
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder for the zero-cost proxies")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    zoos = dict(z.split("=", 1) for z in args.zoo) if args.zoo else dict(DEFAULT_ZOOS)
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    t0 = time.perf_counter()
+    rows = run_select(args, zoos) if args.select else run_report(args, zoos)
+    if not args.select:
+        for r in rows:
+            print(json.dumps(r))
+    settings = {k: v for k, v in vars(args).items()}
+    settings.update(zoos=zoos, zoo_sizes=ZOO_SIZES, seconds=round(time.perf_counter() - t0, 1))
+    print(json.dumps({"settings": settings}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
