@@ -211,7 +211,7 @@ def evaluate(
     test_archs, y_test = [archs[i] for i in test_idx], y[test_idx]
     encoder = encoder if encoder is not None else EncoderConfig()
     baseline_size = dict(space_obj.proxy_size if baseline_size is None else baseline_size)
-    fit_options = {"progress": False, **(fit_options or {})}
+    fit_options = {"progress": False, "target_name": target, **(fit_options or {})}
     zc_task, why = (task, "given") if task is not None else _zoo_task(paths, data_dir)
     if zc_task is None and any(m in ZERO_COST_METHODS for m in methods):
         print(f"evaluate: zero-cost proxies use the synthetic task ({why})", file=sys.stderr)
