@@ -87,3 +87,37 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
     server.start()
     yield server
     server.stop()
+
+
+# -- the search tests' shared data: the NB201 zoo as a user's table, and a tiny fitted predictor ---------------
+@pytest.fixture(scope="session")
+def records() -> list:
+    """The shipped NB201 CIFAR-10 zoo's records (1,255 cells)."""
+    from wsnas import Zoo
+    from wsnas.predictors import SHIPPED_DIR
+
+    return Zoo.load(Path(SHIPPED_DIR) / "zoos" / "nb201-cifar10-onecycle.jsonl")
+
+
+@pytest.fixture(scope="session")
+def table(records, tmp_path_factory) -> Path:
+    """The zoo as a user's CSV (columns arch, acc)."""
+    import csv
+
+    path = tmp_path_factory.mktemp("table") / "nb201.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "acc"])
+        w.writerows([r.arch, r.val_acc] for r in records)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pred(records):
+    """A tiny NB201 predictor fitted on 40 zoo records (the shipped default is not needed)."""
+    from wsnas.predictors import WeightPredictor
+    from wsnas.search_spaces import get_space
+
+    sub = records[:40]
+    p = WeightPredictor(get_space("nb201"), ensemble=2, size={"C": 2, "N": 1}, seed=0)
+    return p.fit([r.arch for r in sub], [r.val_acc for r in sub], epochs=3, progress=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -15,41 +14,14 @@ from click.testing import CliRunner
 import wsnas
 from wsnas._cli import main
 from wsnas._search_store import is_token
-from wsnas.predictors import WeightPredictor
 from wsnas.search_spaces import get_space
 
-ZOO = Path(wsnas.predictors.SHIPPED_DIR) / "zoos" / "nb201-cifar10-onecycle.jsonl"
 SPACE = get_space("nb201")
-
-
-@pytest.fixture(scope="module")
-def records() -> list[wsnas.ZooRecord]:
-    return wsnas.Zoo.load(ZOO)
-
-
-@pytest.fixture(scope="module")
-def table(records, tmp_path_factory) -> Path:
-    """The zoo as a user's CSV (arch, acc): 1,255 NB201 cells."""
-    path = tmp_path_factory.mktemp("table") / "nb201.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["arch", "acc"])
-        for r in records:
-            w.writerow([r.arch, r.val_acc])
-    return path
 
 
 @pytest.fixture(scope="module")
 def accs(records) -> dict[str, float]:
     return {r.arch_hash: r.val_acc for r in records}
-
-
-@pytest.fixture(scope="module")
-def pred(records) -> WeightPredictor:
-    """A tiny predictor fitted on 40 zoo records (the shipped default is not needed)."""
-    sub = records[:40]
-    p = WeightPredictor(SPACE, ensemble=2, size={"C": 2, "N": 1}, seed=0)
-    return p.fit([r.arch for r in sub], [r.val_acc for r in sub], epochs=3, progress=False)
 
 
 @pytest.fixture(scope="module")

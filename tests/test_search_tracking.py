@@ -3,9 +3,7 @@ mid-search, and ``wsnas track sync`` making MLflow hold every evaluation exactly
 
 from __future__ import annotations
 
-import csv
 import warnings
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,33 +11,9 @@ from click.testing import CliRunner
 import wsnas
 from wsnas._cli import main
 from wsnas._tracking import TrackingWarning
-from wsnas.predictors import WeightPredictor
 from wsnas.search_spaces import get_space
 
-ZOO = Path(wsnas.predictors.SHIPPED_DIR) / "zoos" / "nb201-cifar10-onecycle.jsonl"
 SPACE = get_space("nb201")
-
-
-@pytest.fixture(scope="module")
-def records() -> list[wsnas.ZooRecord]:
-    return wsnas.Zoo.load(ZOO)[:400]
-
-
-@pytest.fixture(scope="module")
-def table(records, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("table") / "nb201.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["arch", "acc"])
-        w.writerows([r.arch, r.val_acc] for r in records)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pred(records) -> WeightPredictor:
-    sub = records[:40]
-    p = WeightPredictor(SPACE, ensemble=2, size={"C": 2, "N": 1}, seed=0)
-    return p.fit([r.arch for r in sub], [r.val_acc for r in sub], epochs=3, progress=False)
 
 
 def children(client, exp_id: str, parent: str) -> list:

@@ -14,7 +14,7 @@ import click
 
 from wsnas._cli_common import CliError, one_line_errors, parse_size
 
-__all__ = ["eval_cmd", "encoder_config", "parse_budgets", "parse_methods"]
+__all__ = ["eval_cmd", "encoder_config", "encoder_options", "parse_budgets", "parse_methods"]
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -49,6 +49,21 @@ def encoder_config(hidden: int, layers: int, aggregators: str | None) -> Any:
         raise CliError(str(exc)) from None
 
 
+def encoder_options(command: Any) -> Any:
+    """The encoder's CLI options (``--hidden``, ``--layers``, ``--aggregators``, ``-s/--size``), shared by
+    ``predictor train`` and ``predictor eval``; pass them to :func:`encoder_config` and ``parse_size``."""
+    options = [
+        click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width."),
+        click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers."),
+        click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean)."),
+        click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE",
+                     help="Encoding width, e.g. -s C=2."),  # fmt: skip
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def parse_methods(text: str | None) -> list[str]:
     """``"encoder,synflow"`` -> the method names (``None``, ``all``: every method); unknown names are an error."""
     from wsnas.predictors._evaluate import METHODS, ZERO_COST_METHODS
@@ -79,10 +94,7 @@ def parse_methods(text: str | None) -> list[str]:
 @click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Share of archs held out.")
 @click.option("--ensemble", type=int, default=5, show_default=True, help="Encoders per ensemble.")
 @click.option("--epochs", type=int, default=100, show_default=True, help="Most epochs per encoder.")
-@click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width.")
-@click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers.")
-@click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean).")
-@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=2.")
+@encoder_options
 @click.option(
     "--baseline-size", "baseline_items", multiple=True, metavar="KEY=VALUE",
     help="Width at which zero-cost proxies and weight statistics see the networks (default: the proxy size).",

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from wsnas._cli_common import CliError, one_line_errors, parse_size
+from wsnas._cli_eval import encoder_options
 
 __all__ = ["predictor_group", "predict_cmd"]
 
@@ -43,10 +44,7 @@ def _attach_eval() -> None:
 @click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
 @click.option("--epochs", type=int, default=100, show_default=True, help="Most training epochs per encoder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
-@click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width.")
-@click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers.")
-@click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean).")
-@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Encoding width, e.g. -s C=2.")
+@encoder_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(
     zoos: tuple[str, ...],
