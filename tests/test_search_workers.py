@@ -197,3 +197,29 @@ def test_sigkill_mid_search_then_rerun_resumes_without_repeat_or_loss(setup, tmp
     assert all(after[n] == v for n, v in before.items())  # the finished evaluations were kept as they were
     stale = [t for t in _real(storage) if t.user_attrs.get("outcome") == "stale"]
     assert len(stale) <= 1  # the evaluation in flight when the worker died, given back (not counted)
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from wsnas._search_store import open_storage
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # all openers start together
+storage, _ = open_storage(sys.argv[1], Path("."))
+print(len(storage.get_all_studies()))
+"""
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path) -> None:
+    """Optuna creates its tables, then the alembic version row: openers that race used to collide."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    start = time.time() + 5.0  # past every interpreter's start-up
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, url, str(start)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        for _ in range(6)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert out.strip() == "0"

@@ -111,11 +111,11 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
 
     for attempt in range(10):
         try:
-            with _quiet_optuna():
+            with _quiet_optuna(), _creation_lock(url):
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             break
         except sqlalchemy.exc.DBAPIError as exc:  # tables created by two workers at once
-            if not any(m in str(exc) for m in ("already exists", "duplicate key")) or attempt == 9:
+            if not any(m in str(exc) for m in _CREATION_RACES) or attempt == 9:
                 raise
             time.sleep(0.2 * (attempt + 1))
     if url.startswith("sqlite"):
@@ -131,6 +131,50 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
 
         engine.dispose()  # connections made before the hooks existed
     return storage
+
+
+# What a database says when another worker created the same tables or schema version row first.
+_CREATION_RACES = ("already exists", "duplicate key", "UNIQUE constraint failed")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``DB.lock`` beside a SQLite file while Optuna creates its tables.
+
+    Optuna creates the tables, then inserts the alembic version row; two processes opening a new file
+    at once can both pass the first step and collide on the second (``UNIQUE constraint failed:
+    alembic_version.version_num``). Other databases (and systems without ``fcntl``) rely on the retry.
+    """
+    path = _sqlite_path(url)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL; ``None`` for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 @contextlib.contextmanager
