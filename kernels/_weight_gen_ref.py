@@ -54,10 +54,10 @@ ELEM_MULT = 0x9E3779B1  # odd, ~2**32 / golden ratio: spreads consecutive elemen
 TENSOR_MULT = 0x9E3779B9
 SEED_SALT_HI, SEED_SALT_LO = 0x6A09E667, 0xBB67AE85  # sqrt(2), sqrt(3) fractions: arbitrary, fixed forever
 
-# Elements are hashed in chunks of 2**16: each int32 temporary (256 KiB) stays in L2, and the ~45 ops of
-# a chunk amortise their dispatch cost. NB201 C=8 N=1 candidates/s, 512 distinct archs, 1 thread of a quiet
-# 2-core machine (best of 3): 2**14: 1,105, 2**15: 1,354-1,517, 2**16: 1,712-1,772, 2**17: 1,752,
-# 2**18: 1,293. (On a busy machine 2**15 had looked best: 46 vs 37 million weights/s.)
+# Elements are hashed in blocks of at most 2**16: each int32 temporary (256 KiB) stays in L2, and the ~25
+# in-place ops of a block amortise their dispatch cost. (Measured on the former element-wise loop, NB201
+# C=8 N=1, 1 thread: 2**14: 1,105, 2**15: 1,354-1,517, 2**16: 1,712-1,772, 2**17: 1,752, 2**18: 1,293
+# candidates/s.) A tensor longer than this is cut into pieces of this length.
 _CHUNK = 1 << 16
 
 
@@ -170,8 +170,70 @@ def _check_rows(rows: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> 
         raise ValueError(f"out must be a contiguous float32 vector, got {out.dtype} {tuple(out.shape)}")
 
 
+def _fmix32_(h: torch.Tensor) -> torch.Tensor:
+    """:func:`_fmix32` in place on ``h`` (int32 holding uint32 bits), with one temporary; returns ``h``."""
+    kind = h.device.type
+    if kind not in _INT32_WRAPS:
+        _INT32_WRAPS[kind] = _probe_int32_wrap(kind)
+    t = torch.empty_like(h)
+    for shift, mult in ((16, FMIX_C1), (13, FMIX_C2), (16, None)):
+        torch.bitwise_right_shift(h, shift, out=t).bitwise_and_((1 << (32 - shift)) - 1)  # logical shift
+        h.bitwise_xor_(t)
+        if mult is not None:
+            if _INT32_WRAPS[kind]:
+                h.mul_(_signed(mult))
+            else:
+                h.copy_(_mul32(h, mult))
+    return h
+
+
+_ELEM_HASH: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _elem_hash(n: int, device: torch.device) -> torch.Tensor:
+    """``[n]`` int32: ``e * ELEM_MULT mod 2**32`` for ``e < n``, cached per (n, device) (n <= ``_CHUNK``)."""
+    key = (n, str(device))
+    got = _ELEM_HASH.get(key)
+    if got is None:
+        got = _mul32(torch.arange(n, dtype=torch.int32, device=device), ELEM_MULT)
+        if len(_ELEM_HASH) >= 256:
+            _ELEM_HASH.clear()
+        _ELEM_HASH[key] = got
+    return got
+
+
+_PACKED: dict[str, torch.Tensor] = {}
+
+
+def _packed_tables(device: torch.device) -> torch.Tensor:
+    """``[2**16]`` int64 whose bits are the float32 pairs ``(table[i], slope[i])``: one 8-byte gather."""
+    key = str(device)
+    if key not in _PACKED:
+        table, slope = normal_tables(device)
+        _PACKED[key] = torch.stack([table, slope], dim=1).contiguous().view(torch.int64).reshape(-1)
+    return _PACKED[key]
+
+
+def _pieces(host: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut the rows ``[R, 4]`` (on the CPU) into pieces of at most ``chunk`` elements.
+
+    Returns ``(row, first, length)``, each ``[Q]`` int64: piece ``q`` is elements ``first[q] :
+    first[q] + length[q]`` of row ``row[q]``; empty rows have no piece.
+    """
+    numel = host[:, 1]
+    count = (numel + chunk - 1) // chunk  # [R], 0 for empty rows
+    row = torch.repeat_interleave(torch.arange(len(host)), count)
+    first_piece = torch.cumsum(count, 0) - count
+    first = (torch.arange(len(row)) - first_piece[row]) * chunk
+    return row, first, (numel[row] - first).clamp(max=chunk)
+
+
 def weight_gen_reference(rows: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Fill ``out`` with generated weights, row by row (the PyTorch path).
+    """Fill ``out`` with generated weights (the PyTorch path).
+
+    Pieces of rows (whole tensors, or ``_CHUNK``-long slices of longer ones) of equal length and kind are
+    hashed together as one ``[pieces, length]`` block, so that keys, scales and element hashes broadcast
+    instead of being gathered per element; each block lands in ``out`` with one row-wise ``index_copy_``.
 
     Args:
         rows: ``[R, 4]`` int64, one row per tensor: ``(offset in out, numel, key, kind)``. The rows tile
@@ -185,40 +247,53 @@ def weight_gen_reference(rows: torch.Tensor, scales: torch.Tensor, out: torch.Te
     """
     _check_rows(rows, scales, out)
     total = out.numel()
-    host = rows[:, :2].cpu()
+    host = rows.cpu()
     starts, ends = host[:, 0].contiguous(), (host[:, 0] + host[:, 1]).contiguous()
     if len(host) and (int(starts[0]) != 0 or int(ends[-1]) != total or not torch.equal(starts[1:], ends[:-1])):
         raise ValueError(f"rows must tile out ([{total}]) in order; got starts {starts[:4].tolist()}...")
     if len(host) == 0 and total:
         raise ValueError(f"no rows for an out of {total} elements")
+    bad = host[:, 3][(host[:, 3] < KIND_CONSTANT) | (host[:, 3] > KIND_NORMAL)]
+    if len(bad):
+        raise ValueError(f"row kind must be 0 (constant), 1 (uniform) or 2 (normal), got {int(bad[0])}")
+    if total == 0:
+        return out
     dev = out.device
-    rows, scales = rows.to(dev), scales.to(dev)
-    row_start, row_kind = rows[:, 0].contiguous(), rows[:, 3].contiguous()  # [R]
-    row_key = _to_i32(rows[:, 2])  # [R] int32 bits
-    table, slope = normal_tables(dev)
-    for a in range(0, total, _CHUNK):
-        b = min(a + _CHUNK, total)
-        r0 = int(torch.searchsorted(ends, a, right=True))  # first row ending after a
-        r1 = int(torch.searchsorted(starts, b))  # rows starting before b end at r1
-        sub_start = row_start[r0:r1]
-        counts = ((sub_start + rows[r0:r1, 1]).clamp(max=b) - sub_start.clamp(min=a)).clamp(min=0)  # in [a, b)
-        rid = torch.repeat_interleave(torch.arange(r0, r1, device=dev), counts, output_size=b - a)  # [b - a]
-        elem = (torch.arange(a, b, device=dev) - row_start.index_select(0, rid)).to(torch.int32)  # < 2**31
-        h = _fmix32(row_key.index_select(0, rid) ^ _mul32(elem, ELEM_MULT))  # [b - a] hash bits
-        scale = scales.index_select(0, rid)
-        kinds = row_kind[r0:r1].unique().tolist()
-        res = None
-        for kind in kinds:
-            if kind == KIND_NORMAL:
-                idx = _srl(h, 16)
-                frac = (((h >> 8) & 0xFF) * 2 + 1).to(torch.float32) * (1.0 / 512)  # exact
-                val = (table.index_select(0, idx) + frac * slope.index_select(0, idx)) * scale
-            elif kind == KIND_UNIFORM:
-                val = (_srl(h, 8) - (1 << 23)).to(torch.float32) * scale
-            elif kind == KIND_CONSTANT:
-                val = scale
+    scales = scales.to(dev)
+    keys = _to_i32(rows[:, 2].to(dev))  # [R] int32 bits
+    row, first, length = _pieces(host, _CHUNK)  # [Q] each, on the CPU
+    kind = host[row, 3]
+    group = length * 4 + kind  # pieces of one (length, kind) form a group
+    order = torch.argsort(group, stable=True)
+    bounds = torch.cumsum(torch.unique_consecutive(group[order], return_counts=True)[1], 0).tolist()
+    packed = _packed_tables(dev)
+    g0 = 0
+    for g1 in bounds:
+        sel = order[g0:g1]
+        n, k = int(length[sel[0]]), int(kind[sel[0]])
+        step = max(1, _CHUNK // n)  # pieces per block
+        for b0 in range(0, len(sel), step):
+            q = sel[b0 : b0 + step]
+            r = row[q].to(dev)
+            dest = (host[row[q], 0] + first[q]).to(dev)  # [m] where each piece starts in out
+            view = out.as_strided((total - n + 1, n), (1, 1))  # row p is out[p : p + n]
+            if k == KIND_CONSTANT:
+                view.index_copy_(0, dest, scales.index_select(0, r)[:, None].expand(len(q), n))
+                continue
+            if bool((first[q] == 0).all()):
+                h = keys.index_select(0, r)[:, None] ^ _elem_hash(n, dev)[None, :]  # [m, n]
+            else:  # slices of long tensors
+                elem = (first[q].to(dev)[:, None] + torch.arange(n, device=dev)[None, :]).to(torch.int32)
+                h = keys.index_select(0, r)[:, None] ^ _mul32(elem, ELEM_MULT)
+            _fmix32_(h)
+            scale = scales.index_select(0, r)[:, None]  # [m, 1]
+            if k == KIND_NORMAL:
+                idx = torch.bitwise_right_shift(h, 16).bitwise_and_(0xFFFF)
+                frac = h.bitwise_and_(0xFF00).to(torch.float32).mul_(2.0**-16).add_(2.0**-9)  # (2f + 1) / 512
+                pair = packed.index_select(0, idx.view(-1)).view(torch.float32).view(*h.shape, 2)
+                val = frac.mul_(pair[..., 1]).add_(pair[..., 0]).mul_(scale)  # exact product, one rounding
             else:
-                raise ValueError(f"row kind must be 0 (constant), 1 (uniform) or 2 (normal), got {kind}")
-            res = val if res is None else torch.where(row_kind.index_select(0, rid) == kind, val, res)
-        out[a:b] = res
+                val = h.bitwise_right_shift_(8).bitwise_and_(0xFFFFFF).sub_(1 << 23).to(torch.float32).mul_(scale)
+            view.index_copy_(0, dest, val)
+        g0 = g1
     return out

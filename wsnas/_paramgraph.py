@@ -39,6 +39,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -268,15 +269,28 @@ def build_batch(templates: Sequence[GraphTemplate], weights: torch.Tensor | Sequ
     edge_feat = torch.zeros(e, fe)
     edge_feat[:, (k // 2) * k + k // 2] = cat("edge_value")
     edge_feat[:, k * k] = cat("edge_act").float()
-    kern = edge_feat[:, : k * k].view(e, k, k)  # a view: writes land in edge_feat
+    # The per-run copies go through NumPy views of the same memory: a slice assignment costs ~1-4 us
+    # there against ~6-15 us through torch's dispatcher (NB201 C=8: ~15 runs per candidate).
+    ef = edge_feat.numpy()
+    src_w = flat.numpy()
+    kern = ef[:, : k * k].reshape(e, k, k)  # views: writes land in edge_feat
+    full, centre = ef[:, : k * k], ef[:, (k // 2) * k + k // 2]  # K x K and 1 x 1 kernels
     edge_index = torch.empty(2, e, dtype=torch.long)
+    ei = edge_index.numpy()
+    n_list = n_start.tolist()
     for b, t in enumerate(templates):
-        e0, n0, w0 = e_list[b], int(n_start[b]), w_start[b]
-        edge_index[:, e0 : e0 + t.num_edges].copy_(t.edge_index).add_(n0)
+        e0, w0 = e_list[b], w_start[b]
+        ne = t.num_edges
+        np.add(t.edge_index.numpy(), n_list[b], out=ei[:, e0 : e0 + ne])
         for row, count, off, kh, kw in t.edge_runs:
-            ph, pw = (k - kh) // 2, (k - kw) // 2
             r0, o0 = e0 + row, w0 + off
-            kern[r0 : r0 + count, ph : ph + kh, pw : pw + kw] = flat[o0 : o0 + count * kh * kw].view(count, kh, kw)
+            if kh == kw == k:  # the common cases first: plain slices
+                full[r0 : r0 + count] = src_w[o0 : o0 + count * k * k].reshape(count, k * k)
+            elif kh == kw == 1:
+                centre[r0 : r0 + count] = src_w[o0 : o0 + count]
+            else:
+                ph, pw = (k - kh) // 2, (k - kw) // 2
+                kern[r0 : r0 + count, ph : ph + kh, pw : pw + kw] = src_w[o0 : o0 + count * kh * kw].reshape(count, kh, kw)
     dst_ptr = torch.zeros(n + 1, dtype=torch.long)
     torch.cumsum(cat("in_degree").long(), 0, out=dst_ptr[1:])
     return ParamGraph(
