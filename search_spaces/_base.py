@@ -106,6 +106,16 @@ class SearchSpace(abc.ABC):
         arch = Arch.from_json(doc, node_ops=self.node_ops, edge_ops=self.edge_ops)
         return self.validate(arch)
 
+    def build_for_encoding(self, arch: Arch, **size: Any) -> nn.Module:
+        """A network with the structure of ``build(arch, **size)``, for reading shapes and tracing only.
+
+        The encoder reads a network's parameter shapes (:func:`wsnas.weight_spec`) and its dataflow
+        (:func:`wsnas.graph_template`), never its values. A space may answer faster than :meth:`build`
+        by reusing modules of earlier calls: the result is then valid only until the next call in the
+        same thread, and its parameters hold nothing meaningful. The default is :meth:`build`.
+        """
+        return self.build(arch, **size)
+
     def build_default(self, arch: Arch) -> nn.Module:
         """``build`` at the space's documented default size."""
         return self.build(arch)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -42,6 +43,16 @@ class NB201(SearchSpace):
     node_ops = {"sum": Arity(1, 2)}
     edge_ops = frozenset(NB201_OPS)
     proxy_size = {"C": 8, "N": 1}
+
+    def __init__(self) -> None:
+        self._encoding_pools = threading.local()  # build_for_encoding's networks, per thread
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling and copying leave the networks behind
+        return {k: v for k, v in self.__dict__.items() if k != "_encoding_pools"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._encoding_pools = threading.local()
 
     @property
     def size(self) -> int:
@@ -143,3 +154,32 @@ class NB201(SearchSpace):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"NB201.build: {key} must be an int >= {low}, got {value!r}")
         return NB201Network(self.ops(arch), C=C, N=N, num_classes=num_classes, in_channels=in_channels)
+
+    def build_for_encoding(self, arch: Arch, **size: Any) -> nn.Module:
+        """:meth:`build`'s structure, from one network per size whose cells' edge modules are swapped.
+
+        Every NB201 network of one size shares the stem, reduction blocks and head; only the six edge
+        modules of each cell differ. One network per (thread, size) is kept with a pool of edge modules
+        per (cell, edge, op); a call puts the architecture's modules in place (dict order, hence
+        ``named_parameters()`` order, is kept) and returns that network: valid until the next call in
+        the thread, parameter values meaningless. Measured on NB201 C=2 N=1, 1 thread: 0.1 vs 3.5 ms.
+        """
+        from ._nb201_net import NB201Cell, _op
+
+        ops = self.ops(arch)
+        pools = self._encoding_pools.__dict__
+        key = tuple(sorted(size.items()))
+        entry = pools.get(key)
+        if entry is None:
+            net = self.build(self.from_ops(("nor_conv_1x1",) * len(_EDGES)), **size)  # checks the sizes
+            cells = [(m.edges, m.edges["1<-0"][1].out_channels) for m in net.modules() if isinstance(m, NB201Cell)]
+            entry = pools[key] = (net, cells, {})
+        net, cells, pool = entry
+        for index, (edges, c) in enumerate(cells):
+            for (i, j), op in zip(_EDGES, ops):
+                name = f"{i}<-{j}"
+                module = pool.get((index, name, op))
+                if module is None:
+                    module = pool[index, name, op] = _op(op, c)
+                edges._modules[name] = module  # an existing key: its position is kept
+        return net

@@ -100,8 +100,8 @@ class CandidateGraphs:
         # NB201 C=8 N=1 builds slower (9.2 vs 7.3-8.9 ms on a busy core; 10.3 vs 6.2 ms measured earlier).
         # PyTorch's own initialisation is skipped: the spec reads shapes only and the weights are generated.
         with skip_reset_parameters():
-            net = self.space.build(arch, **self.size)
-        value = (weight_spec(net, init=self.init), graph_template(net, input_shape=self.input_shape))
+            net = self.space.build_for_encoding(arch, **self.size)  # read here, never kept
+        value = (weight_spec(net, init=self.init), graph_template(net, input_shape=self.input_shape, memo=False))
         self._cache[key] = value
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

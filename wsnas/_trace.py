@@ -127,14 +127,18 @@ def clear_template_cache() -> None:
     clear_level_cache()
 
 
-def graph_template(module: nn.Module, *, input_shape: Sequence[int] | None = None, cache: bool = True) -> GraphTemplate:
+def graph_template(
+    module: nn.Module, *, input_shape: Sequence[int] | None = None, cache: bool = True, memo: bool = True
+) -> GraphTemplate:
     """The (cached) template of ``module``; see :func:`trace_template`.
 
     ``cache=False`` traces the whole network afresh in one piece and caches nothing (the reference path).
+    ``memo=False`` keeps the one-level graph cache but skips the whole-template cache and the structure
+    key it needs (for callers that keep their own cache, such as :class:`wsnas.CandidateGraphs`).
     """
     if not cache:
         return trace_template(module, input_shape=input_shape, cache=False)
-    walk = _walk(module)
+    walk = _walk(module, keyed=memo)
     if walk.key is None:
         return _template(module, walk, input_shape, True)
     key = (None if input_shape is None else tuple(input_shape), walk.key)
@@ -168,11 +172,12 @@ class _Walk(NamedTuple):
     shape: tuple[int, ...] | None  # the default input shape, from the first Conv2d/Linear/BatchNorm
 
 
-def _walk(module: nn.Module) -> _Walk:
+def _walk(module: nn.Module, keyed: bool = True) -> _Walk:
     """One hand-written pre-order pass over ``module.modules()`` order: the template cache key (every
-    module's name, class, plain attributes and parameter shapes), the parameter offsets, the largest
-    kernel and the default input shape (NB201 C=8: ~0.1 ms, 4x cheaper than ``named_modules`` +
-    ``named_parameters`` with a generic key, which cost as much as interpreting the network)."""
+    module's name, class, plain attributes and parameter shapes; ``None`` unless ``keyed``), the
+    parameter offsets, the largest kernel and the default input shape (NB201 C=8: ~0.1 ms, 4x cheaper
+    than ``named_modules`` + ``named_parameters`` with a generic key, which cost as much as
+    interpreting the network)."""
     offsets: dict[int, int] = {}
     parts: list[object] = []
     seen: set[int] = set()
@@ -181,13 +186,15 @@ def _walk(module: nn.Module) -> _Walk:
     def visit(prefix: str, m: nn.Module) -> None:
         seen.add(id(m))
         d = m.__dict__
-        names = sorted(d.keys() - _INTERNAL)  # a C-level set difference: ~3x cheaper than testing each key
-        parts.append((prefix, m.__class__, tuple((k, d[k]) for k in names if isinstance(d[k], _PLAIN))))
+        if keyed:
+            names = sorted(d.keys() - _INTERNAL)  # a C-level set difference: ~3x cheaper than testing each key
+            parts.append((prefix, m.__class__, tuple((k, d[k]) for k in names if isinstance(d[k], _PLAIN))))
         for name, p in d["_parameters"].items():
             if p is not None and id(p) not in offsets:
                 offsets[id(p)] = state[0]
                 state[0] += p.numel()
-                parts.append((name, p.shape))
+                if keyed:
+                    parts.append((name, p.shape))
         if isinstance(m, nn.Conv2d):
             state[1] = max(state[1], *_pair(m.kernel_size))
             state[2] = state[2] or (1, m.in_channels, 32, 32)
@@ -201,6 +208,8 @@ def _walk(module: nn.Module) -> _Walk:
                 visit(f"{prefix}.{name}" if prefix else name, c)
 
     visit("", module)
+    if not keyed:
+        return _Walk(None, offsets, state[0], state[1], state[2])
     key: tuple | None = tuple(parts)
     try:
         hash(key)

@@ -116,3 +116,34 @@ def test_sample_is_uniform_enough() -> None:
         for op in NB201().ops(NB201().sample(rng)):
             counts[op] += 1
     assert min(counts.values()) > 500 * 6 / 5 * 0.8
+
+
+def test_build_for_encoding_interleaves_sizes_threads_and_copies() -> None:
+    """The recycled networks stay exact when sizes alternate, in other threads, and after copying."""
+    import copy
+    import pickle
+    import threading
+
+    from wsnas._trace import graph_template
+    from wsnas._weights import weight_spec
+
+    space = NB201()
+    rng = np.random.default_rng(3)
+    archs = [space.sample(rng) for _ in range(40)]
+
+    def same(arch, size) -> bool:  # noqa: ANN001
+        got, want = space.build_for_encoding(arch, **size), space.build(arch, **size)
+        a, b = graph_template(got), graph_template(want)
+        return weight_spec(got) == weight_spec(want) and a.num_edges == b.num_edges and all(
+            (x == y).all() for x, y in ((a.edge_index, b.edge_index), (a.edge_type, b.edge_type))
+        )
+
+    for k, arch in enumerate(archs):
+        assert same(arch, {"C": 2, "N": 1} if k % 2 else {"C": 4, "N": 2})
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.extend(same(a, {"C": 2, "N": 1}) for a in archs[:10]))
+    worker.start()
+    worker.join()
+    assert results == [True] * 10
+    for clone in (copy.deepcopy(space), pickle.loads(pickle.dumps(space))):
+        assert weight_spec(clone.build_for_encoding(archs[0], C=2, N=1)) == weight_spec(space.build(archs[0], C=2, N=1))

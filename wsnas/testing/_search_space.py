@@ -125,6 +125,24 @@ class SearchSpaceTestCase:
             assert count_params(net) > 0
             assert count_flops(net, self.forward_shape) > 0
 
+    def test_build_for_encoding_matches_build(self) -> None:
+        """``build_for_encoding`` gives the weight spec and graph template of a fresh ``build``."""
+        import torch
+
+        from wsnas._trace import graph_template
+        from wsnas._weights import weight_spec
+
+        size = dict(self.build_kwargs if self.build_kwargs is not None else self.space.proxy_size)
+        shape = (1, *self.space.input_shape)
+        for arch in self._samples(self.n_build, seed=6):
+            want = self.space.build(arch, **size)
+            got = self.space.build_for_encoding(arch, **size)
+            assert weight_spec(got) == weight_spec(want)
+            a, b = graph_template(got, input_shape=shape), graph_template(want, input_shape=shape)
+            for name in a.__dataclass_fields__:
+                x, y = getattr(a, name), getattr(b, name)
+                assert (torch.equal(x, y) and x.dtype == y.dtype) if isinstance(x, torch.Tensor) else x == y, name
+
     # -- fuzzing ------------------------------------------------------------------------------------
     def test_fuzzed_strings_raise_only_invalid_architecture(self) -> None:
         from hypothesis import HealthCheck, given, settings
