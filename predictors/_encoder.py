@@ -24,6 +24,8 @@ Segment reductions go through :mod:`wsnas.kernels` (Triton on CUDA, the PyTorch 
 from __future__ import annotations
 
 import math
+import warnings
+import weakref
 from dataclasses import asdict, dataclass
 
 import torch
@@ -97,24 +99,34 @@ def _embed_edges(lin: nn.Linear, edge_feat: torch.Tensor, k_to: int) -> torch.Te
     return F.linear(edge_feat, lin.weight.index_select(1, cols), lin.bias)
 
 
-def _segment_sum(x: torch.Tensor, ids: torch.Tensor, ptr: torch.Tensor | None, n: int) -> torch.Tensor:
+def _segment_sum(
+    x: torch.Tensor, ids: torch.Tensor, ptr: torch.Tensor | None, n: int, incidence: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[n, H]``: rows of ``x [E, H]`` summed by ``ids [E]``. With ``ptr`` (rows sorted by id, CSR) the
-    dispatching segment kernel runs (Triton on CUDA); otherwise one ``index_add`` (measured on 2 CPU
-    cores, 415k x 32 rows: index_add 60 ms vs 100 ms for the CSR reference that rebuilds the ids)."""
+    dispatching segment kernel runs (Triton on CUDA); with ``incidence`` (a sparse CSR ``[n, E]`` of ones,
+    see :meth:`_Flow.of`) one sparse-dense product; otherwise one ``index_add`` (measured on 2 CPU cores,
+    415k x 32 rows: index_add 60 ms vs 100 ms for the CSR reference that rebuilds the ids)."""
     if ptr is not None and use_triton(x, ptr, op="segment_sum"):
         return segment_sum(x, ptr)
+    if incidence is not None:
+        return incidence @ x
     return torch.zeros(n, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, ids, x)
 
 
 def _aggregate(
-    x: torch.Tensor, ids: torch.Tensor, ptr: torch.Tensor | None, deg: torch.Tensor, aggregators: tuple[str, ...]
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    ptr: torch.Tensor | None,
+    deg: torch.Tensor,
+    aggregators: tuple[str, ...],
+    incidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``x [E, H]`` grouped by ``ids [E]`` -> ``[N, len(aggregators) * H]``; ``deg [N, 1]`` clamped >= 1.
 
     Sum and mean share one reduction, std costs a second (of squared deviations), max one more.
     """
     n = deg.shape[0]
-    total = _segment_sum(x, ids, ptr, n)  # [N, H]
+    total = _segment_sum(x, ids, ptr, n, incidence)  # [N, H]
     mean = total / deg
     out = []
     for name in aggregators:
@@ -127,7 +139,7 @@ def _aggregate(
             # cancels catastrophically for near-constant segments, and sqrt then magnifies rounding
             # differences of summation order past 1e-5 (seen as a flaky permutation test)
             dev = x - mean.index_select(0, ids)  # [E, H]
-            out.append(torch.sqrt(_segment_sum(dev * dev, ids, ptr, n) / deg + 1e-6))
+            out.append(torch.sqrt(_segment_sum(dev * dev, ids, ptr, n, incidence) / deg + 1e-6))
         else:  # max
             if ptr is not None:
                 out.append(segment_max(x, ptr)[0])
@@ -149,11 +161,11 @@ class _Layer(nn.Module):
     def forward(self, h: torch.Tensor, e: torch.Tensor, flow: _Flow, aggregators: tuple[str, ...]) -> torch.Tensor:
         m_fwd = self.fwd(h).index_select(0, flow.src) * e  # [E, H]: along the data flow, aggregated at dst
         m_bwd = self.bwd(h).index_select(0, flow.dst) * e  # [E, H]: against it, aggregated at src
-        agg_f = _aggregate(m_fwd, flow.dst, flow.dst_ptr, flow.in_deg, aggregators)  # [N, A*H]
+        agg_f = _aggregate(m_fwd, flow.dst, flow.dst_ptr, flow.in_deg, aggregators, flow.into_dst)  # [N, A*H]
         if flow.by_src is not None:  # CSR kernels want the rows sorted by src
             agg_b = _aggregate(m_bwd[flow.by_src], flow.src[flow.by_src], flow.src_ptr, flow.out_deg, aggregators)
         else:
-            agg_b = _aggregate(m_bwd, flow.src, None, flow.out_deg, aggregators)
+            agg_b = _aggregate(m_bwd, flow.src, None, flow.out_deg, aggregators, flow.into_src)
         return self.norm(h + self.update(torch.cat([h, agg_f, agg_b], dim=1)))
 
 
@@ -168,19 +180,48 @@ class _Flow:
     src_ptr: torch.Tensor | None  # [N + 1]
     in_deg: torch.Tensor  # [N, 1] float, clamped >= 1
     out_deg: torch.Tensor  # [N, 1]
+    into_dst: torch.Tensor | None = None  # [N, E] sparse CSR of ones: edge -> its dst (CPU inference)
+    into_src: torch.Tensor | None = None  # [N, E] sparse CSR of ones: edge -> its src (CPU inference)
 
     @classmethod
     def of(cls, g: ParamGraph) -> _Flow:
+        """The flow of ``g``; made once per graph and grad mode, shared by every member of an ensemble."""
+        key = torch.is_grad_enabled()
+        hit = _FLOWS.get(g)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        flow = cls._make(g)
+        _FLOWS[g] = (key, flow)
+        return flow
+
+    @classmethod
+    def _make(cls, g: ParamGraph) -> _Flow:
         src, dst = g.edge_index[0], g.edge_index[1]
         n = g.num_nodes
         out_counts = torch.bincount(src, minlength=n)
         in_deg = g.dst_ptr.diff().clamp_min(1).to(g.node_feat.dtype)[:, None]
         out_deg = out_counts.clamp_min(1).to(g.node_feat.dtype)[:, None]
-        if not use_triton(g.edge_feat, g.dst_ptr, op="segment_sum"):
+        triton = use_triton(g.edge_feat, g.dst_ptr, op="segment_sum")
+        if not triton and (torch.is_grad_enabled() or src.device.type != "cpu" or g.num_edges == 0):
             return cls(src, dst, None, None, None, in_deg, out_deg)
         src_ptr = torch.zeros(n + 1, dtype=torch.long, device=src.device)
         torch.cumsum(out_counts, 0, out=src_ptr[1:])
-        return cls(src, dst, g.dst_ptr, torch.argsort(src, stable=True), src_ptr, in_deg, out_deg)
+        by_src = torch.argsort(src, stable=True)
+        if triton:
+            return cls(src, dst, g.dst_ptr, by_src, src_ptr, in_deg, out_deg)
+        # Scoring on the CPU: a sparse-dense product sums the messages 1.7-2.4x faster than index_add
+        # (NB201 C=2, 64 graphs, 36k edges x 32: 0.86 vs 2.1 ms by dst, 1.1 vs 2.0 ms by src). Training
+        # keeps index_add, whose gradient is a plain gather.
+        ones = torch.ones(g.num_edges, dtype=g.edge_feat.dtype)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is not
+            warnings.simplefilter("ignore")
+            into_dst = torch.sparse_csr_tensor(g.dst_ptr, torch.arange(g.num_edges), ones, size=(n, g.num_edges))
+            into_src = torch.sparse_csr_tensor(src_ptr, by_src, ones, size=(n, g.num_edges))
+        return cls(src, dst, None, None, None, in_deg, out_deg, into_dst, into_src)
+
+
+#: the flow of recently seen graphs (weakly held: a graph's flow goes when the graph does)
+_FLOWS: weakref.WeakKeyDictionary[ParamGraph, tuple[bool, _Flow]] = weakref.WeakKeyDictionary()
 
 
 class WeightEncoder(nn.Module):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["predict_parallel"]
+__all__ = ["WorkerPool", "predict_parallel", "use_workers"]
 
 _WORKER: WeightPredictor | None = None  # the predictor of this worker process
 
@@ -47,6 +47,83 @@ def _score(texts: list[str], batch_size: int) -> np.ndarray:
     return _WORKER._member_scores(archs, batch_size)
 
 
+def _ready() -> None:
+    """A no-op task: submitting one per worker makes the pool start them all at once."""
+
+
+class WorkerPool:
+    """Single-threaded worker processes, each holding a copy of ``pred``; started on construction.
+
+    The workers import torch and load the predictor while the caller goes on (validating its input,
+    say): on 2 CPU cores that start-up is a few seconds per process, overlapped rather than waited for.
+    Use as a context manager; :meth:`scores` may be called more than once.
+
+    Raises:
+        ValueError: ``pred`` is a subclass of :class:`WeightPredictor` (its file would load as the base
+            class and score differently).
+    """
+
+    def __init__(self, pred: WeightPredictor, workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from wsnas.predictors._persist import save
+        from wsnas.predictors._predictor import WeightPredictor
+
+        if type(pred) is not WeightPredictor:
+            raise ValueError(f"workers > 1 needs a plain WeightPredictor, got {type(pred).__name__}")
+        self.pred = pred
+        self._tmp = tempfile.TemporaryDirectory(prefix="wsnas-predict-")
+        try:
+            path = str(save(pred, Path(self._tmp.name) / "predictor.safetensors"))
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_init, initargs=(path, pred.space)
+            )
+            for _ in range(workers):
+                self._pool.submit(_ready)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+
+    def scores(self, archs: Sequence[Arch], *, batch_size: int, progress: bool = False) -> np.ndarray:
+        """``[K, n]`` standardised member scores of ``archs`` (validated architectures of the predictor's
+        space), in input order; chunks of ``batch_size`` go to the workers."""
+        from tqdm import tqdm
+
+        n = len(archs)
+        texts = [self.pred.space.to_string(a) for a in archs]
+        starts = list(range(0, n, batch_size))
+        out = np.zeros((self.pred.ensemble, n))
+        bar = tqdm(total=n, desc="predict", unit="arch", disable=not progress, leave=False)
+        futures = [self._pool.submit(_score, texts[i : i + batch_size], batch_size) for i in starts]
+        for i, fut in zip(starts, futures):
+            out[:, i : i + batch_size] = fut.result()
+            bar.update(min(batch_size, n - i))
+        bar.close()
+        return out
+
+    def close(self) -> None:
+        """Stop the workers and remove the predictor's temporary copy."""
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def use_workers(pred: WeightPredictor, n: int, *, batch_size: int, workers: int) -> int:
+    """How many worker processes scoring ``n`` architectures should use: 0 (score in this process) when
+    the predictor runs on an accelerator, ``workers < 2``, or everything fits in one chunk."""
+    if pred.device.type != "cpu" or workers < 2 or n <= batch_size:
+        return 0
+    return min(workers, -(-n // batch_size))
+
+
 def predict_parallel(
     pred: WeightPredictor, archs: Sequence[Arch], *, batch_size: int, workers: int, progress: bool = False
 ) -> np.ndarray:
@@ -55,34 +132,10 @@ def predict_parallel(
     Falls back to one process when the predictor runs on an accelerator or there is one chunk only.
 
     Raises:
-        ValueError: ``pred`` is a subclass of :class:`WeightPredictor` (its file would load as the base
-            class and score differently).
+        ValueError: ``pred`` is a subclass of :class:`WeightPredictor` (see :class:`WorkerPool`).
     """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm import tqdm
-
-    from wsnas.predictors._persist import save
-    from wsnas.predictors._predictor import WeightPredictor
-
-    if type(pred) is not WeightPredictor:
-        raise ValueError(f"workers > 1 needs a plain WeightPredictor, got {type(pred).__name__}")
-    n = len(archs)
-    if pred.device.type != "cpu" or workers < 2 or n <= batch_size:
+    count = use_workers(pred, len(archs), batch_size=batch_size, workers=workers)
+    if count == 0:
         return pred._member_scores(archs, batch_size, progress)
-    texts = [pred.space.to_string(a) for a in archs]
-    starts = list(range(0, n, batch_size))
-    out = np.zeros((pred.ensemble, n))
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    bar = tqdm(total=n, desc="predict", unit="arch", disable=not progress, leave=False)
-    with tempfile.TemporaryDirectory(prefix="wsnas-predict-") as tmp:
-        path = str(save(pred, Path(tmp) / "predictor.safetensors"))
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(starts)), mp_context=ctx, initializer=_init, initargs=(path, pred.space)
-        ) as pool:
-            futures = [pool.submit(_score, texts[i : i + batch_size], batch_size) for i in starts]
-            for i, fut in zip(starts, futures):
-                out[:, i : i + batch_size] = fut.result()
-                bar.update(min(batch_size, n - i))
-    bar.close()
-    return out
+    with WorkerPool(pred, count) as pool:
+        return pool.scores(archs, batch_size=batch_size, progress=progress)

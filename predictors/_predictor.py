@@ -382,15 +382,16 @@ class WeightPredictor:
         Returns:
             :class:`Prediction` with ``score [n]`` (ensemble mean) and ``uncertainty [n]`` (ensemble std).
         """
-        from wsnas.predictors._parallel import predict_parallel
+        from wsnas.predictors._parallel import WorkerPool, use_workers
 
         self._require_fitted("predict")
         check_positive(batch_size=batch_size, workers=workers)
-        arch_list = self._archs(archs)
-        if workers > 1 and len(arch_list) > batch_size:
-            scores = predict_parallel(self, arch_list, batch_size=batch_size, workers=workers, progress=progress)
+        count = use_workers(self, len(archs), batch_size=batch_size, workers=workers)
+        if count:
+            with WorkerPool(self, count) as pool:  # the workers start while the input is validated here
+                scores = pool.scores(self._archs(archs), batch_size=batch_size, progress=progress)
         else:
-            scores = self._member_scores(arch_list, batch_size, progress)
+            scores = self._member_scores(self._archs(archs), batch_size, progress)
         scores = self.target["mean"] + self.target["std"] * scores
         return Prediction(score=scores.mean(axis=0), uncertainty=scores.std(axis=0))
 
