@@ -290,7 +290,8 @@ def build_batch(templates: Sequence[GraphTemplate], weights: torch.Tensor | Sequ
                 centre[r0 : r0 + count] = src_w[o0 : o0 + count]
             else:
                 ph, pw = (k - kh) // 2, (k - kw) // 2
-                kern[r0 : r0 + count, ph : ph + kh, pw : pw + kw] = src_w[o0 : o0 + count * kh * kw].reshape(count, kh, kw)
+                block = src_w[o0 : o0 + count * kh * kw].reshape(count, kh, kw)
+                kern[r0 : r0 + count, ph : ph + kh, pw : pw + kw] = block
     dst_ptr = torch.zeros(n + 1, dtype=torch.long)
     torch.cumsum(cat("in_degree").long(), 0, out=dst_ptr[1:])
     return ParamGraph(
