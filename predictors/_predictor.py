@@ -377,6 +377,8 @@ class WeightPredictor:
                 2.4 ms per architecture for five encoders vs 4.1-5.4 at 256, graphs cached).
             workers: processes; ``> 1`` scores chunks in single-threaded worker processes, each holding
                 a copy of this predictor (see :mod:`wsnas.predictors._parallel`); same scores as ``1``.
+                The workers start by forkserver (or spawn), which re-imports a script's main module:
+                call this under ``if __name__ == "__main__":`` in a script.
             progress: a tqdm bar on stderr counting architectures.
 
         Returns:
