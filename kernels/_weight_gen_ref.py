@@ -91,29 +91,40 @@ def _to_i32(x: torch.Tensor) -> torch.Tensor:
     return (x - ((x >> 31) << 32)).to(torch.int32)
 
 
-def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of uint32 bits held in int32."""
-    return (x >> k) & ((1 << (32 - k)) - 1)
+def _wraps(device_type: str) -> bool:
+    """:data:`_INT32_WRAPS` of a device type, probed on first use."""
+    if device_type not in _INT32_WRAPS:
+        _INT32_WRAPS[device_type] = _probe_int32_wrap(device_type)
+    return _INT32_WRAPS[device_type]
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
     """``x * c mod 2**32`` for int32 ``x`` holding uint32 bits and a constant ``0 <= c < 2**32``."""
-    kind = x.device.type
-    if kind not in _INT32_WRAPS:
-        _INT32_WRAPS[kind] = _probe_int32_wrap(kind)
-    if _INT32_WRAPS[kind]:
+    if _wraps(x.device.type):
         return x * _signed(c)
     x64 = x.to(torch.int64) & _M32  # < 2**32; each product below is < 2**48
     return _to_i32((x64 * (c & 0xFFFF) + (((x64 * (c >> 16)) & 0xFFFF) << 16)) & _M32)
 
 
+def _fmix32_(h: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finaliser (a bijection) in place on ``h`` (int32 holding uint32 bits), with one
+    temporary; returns ``h``. Logical right shifts are an arithmetic shift and a mask."""
+    wraps = _wraps(h.device.type)
+    t = torch.empty_like(h)
+    for shift, mult in ((16, FMIX_C1), (13, FMIX_C2), (16, None)):
+        torch.bitwise_right_shift(h, shift, out=t).bitwise_and_((1 << (32 - shift)) - 1)  # logical shift
+        h.bitwise_xor_(t)
+        if mult is not None:
+            if wraps:
+                h.mul_(_signed(mult))
+            else:
+                h.copy_(_mul32(h, mult))
+    return h
+
+
 def _fmix32(h: torch.Tensor) -> torch.Tensor:
-    """murmur3's 32-bit finaliser (a bijection) on int32 tensors holding uint32 bits."""
-    h = h ^ _srl(h, 16)
-    h = _mul32(h, FMIX_C1)
-    h = h ^ _srl(h, 13)
-    h = _mul32(h, FMIX_C2)
-    return h ^ _srl(h, 16)
+    """:func:`_fmix32_` on a copy of ``h``."""
+    return _fmix32_(h.clone())
 
 
 # -- public helpers shared with the Triton path ----------------------------------------------------------
@@ -168,23 +179,6 @@ def _check_rows(rows: torch.Tensor, scales: torch.Tensor, out: torch.Tensor) -> 
         raise ValueError(f"scales must be float32 [R={rows.shape[0]}], got {scales.dtype} {tuple(scales.shape)}")
     if out.dim() != 1 or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 vector, got {out.dtype} {tuple(out.shape)}")
-
-
-def _fmix32_(h: torch.Tensor) -> torch.Tensor:
-    """:func:`_fmix32` in place on ``h`` (int32 holding uint32 bits), with one temporary; returns ``h``."""
-    kind = h.device.type
-    if kind not in _INT32_WRAPS:
-        _INT32_WRAPS[kind] = _probe_int32_wrap(kind)
-    t = torch.empty_like(h)
-    for shift, mult in ((16, FMIX_C1), (13, FMIX_C2), (16, None)):
-        torch.bitwise_right_shift(h, shift, out=t).bitwise_and_((1 << (32 - shift)) - 1)  # logical shift
-        h.bitwise_xor_(t)
-        if mult is not None:
-            if _INT32_WRAPS[kind]:
-                h.mul_(_signed(mult))
-            else:
-                h.copy_(_mul32(h, mult))
-    return h
 
 
 _ELEM_HASH: dict[tuple[int, str], torch.Tensor] = {}
@@ -272,11 +266,11 @@ def weight_gen_reference(rows: torch.Tensor, scales: torch.Tensor, out: torch.Te
         sel = order[g0:g1]
         n, k = int(length[sel[0]]), int(kind[sel[0]])
         step = max(1, _CHUNK // n)  # pieces per block
+        view = out.as_strided((total - n + 1, n), (1, 1))  # row p is out[p : p + n]
         for b0 in range(0, len(sel), step):
             q = sel[b0 : b0 + step]
             r = row[q].to(dev)
             dest = (host[row[q], 0] + first[q]).to(dev)  # [m] where each piece starts in out
-            view = out.as_strided((total - n + 1, n), (1, 1))  # row p is out[p : p + n]
             if k == KIND_CONSTANT:
                 view.index_copy_(0, dest, scales.index_select(0, r)[:, None].expand(len(q), n))
                 continue
