@@ -1,6 +1,7 @@
 """Scoring many architectures with a predictor in several single-threaded worker processes.
 
->>> scores = predict_parallel(pred, archs, batch_size=256, workers=2)   # [K, n], as one process gives
+>>> with WorkerPool(pred, workers=2) as pool:      # the workers start now
+...     scores = pool.scores(archs, batch_size=64)    # [K, n], as one process gives
 
 On the CPU the work per architecture (build the network at the encoding width, trace it, generate its
 weights, run every encoder) is single-threaded Python and small tensor ops: two processes of one thread
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["WorkerPool", "predict_parallel", "use_workers"]
+__all__ = ["WorkerPool", "use_workers"]
 
 _WORKER: WeightPredictor | None = None  # the predictor of this worker process
 
@@ -122,20 +123,3 @@ def use_workers(pred: WeightPredictor, n: int, *, batch_size: int, workers: int)
     if pred.device.type != "cpu" or workers < 2 or n <= batch_size:
         return 0
     return min(workers, -(-n // batch_size))
-
-
-def predict_parallel(
-    pred: WeightPredictor, archs: Sequence[Arch], *, batch_size: int, workers: int, progress: bool = False
-) -> np.ndarray:
-    """``[K, n]`` standardised member scores of ``archs`` (validated architectures of ``pred.space``).
-
-    Falls back to one process when the predictor runs on an accelerator or there is one chunk only.
-
-    Raises:
-        ValueError: ``pred`` is a subclass of :class:`WeightPredictor` (see :class:`WorkerPool`).
-    """
-    count = use_workers(pred, len(archs), batch_size=batch_size, workers=workers)
-    if count == 0:
-        return pred._member_scores(archs, batch_size, progress)
-    with WorkerPool(pred, count) as pool:
-        return pool.scores(archs, batch_size=batch_size, progress=progress)
