@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from wsnas._errors import UnsupportedLayer
 from wsnas._paramgraph import EDGE_TYPES, NODE_FEATURES, NODE_TYPES, GraphTemplate
+from wsnas._weight_spec import preorder
 from wsnas.search_spaces._ops import Zero
 
 __all__ = ["SUPPORTED_LAYERS", "clear_template_cache", "graph_template", "trace_template"]
@@ -180,42 +181,34 @@ def _walk(module: nn.Module, keyed: bool = True) -> _Walk:
     interpreting the network)."""
     offsets: dict[int, int] = {}
     parts: list[object] = []
-    seen: set[int] = set()
-    state = [0, 1, None, True]  # weights, kernel, shape, hashable
-
-    def visit(prefix: str, m: nn.Module) -> None:
-        seen.add(id(m))
+    weights, kernel, shape = 0, 1, None
+    for prefix, m in preorder(module):
         d = m.__dict__
         if keyed:
             names = sorted(d.keys() - _INTERNAL)  # a C-level set difference: ~3x cheaper than testing each key
             parts.append((prefix, m.__class__, tuple((k, d[k]) for k in names if isinstance(d[k], _PLAIN))))
         for name, p in d["_parameters"].items():
             if p is not None and id(p) not in offsets:
-                offsets[id(p)] = state[0]
-                state[0] += p.numel()
+                offsets[id(p)] = weights
+                weights += p.numel()
                 if keyed:
                     parts.append((name, p.shape))
         if isinstance(m, nn.Conv2d):
-            state[1] = max(state[1], *_pair(m.kernel_size))
-            state[2] = state[2] or (1, m.in_channels, 32, 32)
+            kernel = max(kernel, *_pair(m.kernel_size))
+            shape = shape or (1, m.in_channels, 32, 32)
         elif isinstance(m, nn.Linear):
-            state[2] = state[2] or (1, m.in_features)
+            shape = shape or (1, m.in_features)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             c = m.num_features
-            state[2] = state[2] or ((1, c, 32, 32) if isinstance(m, nn.BatchNorm2d) else (1, c))
-        for name, c in d["_modules"].items():
-            if c is not None and id(c) not in seen:
-                visit(f"{prefix}.{name}" if prefix else name, c)
-
-    visit("", module)
+            shape = shape or ((1, c, 32, 32) if isinstance(m, nn.BatchNorm2d) else (1, c))
     if not keyed:
-        return _Walk(None, offsets, state[0], state[1], state[2])
+        return _Walk(None, offsets, weights, kernel, shape)
     key: tuple | None = tuple(parts)
     try:
         hash(key)
     except TypeError:  # e.g. a tuple attribute holding a list
         key = None
-    return _Walk(key, offsets, state[0], state[1], state[2])
+    return _Walk(key, offsets, weights, kernel, shape)
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:

@@ -162,24 +162,34 @@ def _rule(init: str, role: str, fan_in: int, fan_out: int) -> tuple[str, str, fl
     return init, "uniform", math.sqrt(inv(fan_in))
 
 
-def _named_parameters(module: nn.Module) -> list[tuple[str, nn.Module, str, torch.nn.Parameter]]:
-    """``(layer path, layer, parameter name, parameter)`` in ``module.named_parameters()`` order, shared
-    modules and parameters once: a hand-written pre-order walk (``named_modules``' generators cost a
-    quarter of ``weight_spec``), without a ``get_submodule`` walk per parameter."""
+def preorder(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(path, module)`` in ``module.named_modules()`` order, each module once: a hand-written pre-order
+    walk (``named_modules``' nested generators cost a quarter of ``weight_spec``). Shared with the
+    tracer's structure walk (:func:`wsnas._trace._walk`)."""
     seen: set[int] = set()
-    out: list[tuple[str, nn.Module, str, torch.nn.Parameter]] = []
+    out: list[tuple[str, nn.Module]] = []
 
     def visit(prefix: str, layer: nn.Module) -> None:
         seen.add(id(layer))
-        for pname, param in layer._parameters.items():
-            if param is not None and id(param) not in seen:
-                seen.add(id(param))
-                out.append((prefix, layer, pname, param))
+        out.append((prefix, layer))
         for name, child in layer._modules.items():
             if child is not None and id(child) not in seen:
                 visit(f"{prefix}.{name}" if prefix else name, child)
 
     visit("", module)
+    return out
+
+
+def _named_parameters(module: nn.Module) -> list[tuple[str, nn.Module, str, torch.nn.Parameter]]:
+    """``(layer path, layer, parameter name, parameter)`` in ``module.named_parameters()`` order, shared
+    parameters once, without a ``get_submodule`` walk per parameter."""
+    seen: set[int] = set()
+    out: list[tuple[str, nn.Module, str, torch.nn.Parameter]] = []
+    for prefix, layer in preorder(module):
+        for pname, param in layer._parameters.items():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                out.append((prefix, layer, pname, param))
     return out
 
 
