@@ -22,7 +22,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from wsnas._weights import WeightSpec, _row_table, generate, weight_spec
+from wsnas.encoding import WeightSpec, generate, weight_spec
+from wsnas.encoding._weights import _row_table
 from wsnas.search_spaces import NB201, NB201_OPS
 
 __all__ = ["main"]

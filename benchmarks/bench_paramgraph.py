@@ -9,7 +9,7 @@ minutes on 2 quiet CPU cores).
   templates (the search loop's steady state, ``from_prepared_cand_per_s``) and (b) end to end from new
   architectures: build + spec + template + generate + batch (``end_to_end_cand_per_s``), on archs no
   earlier step has seen; (b) stops at ``E2E_MAX`` candidates (the line says so) to keep the run short;
-  generation is ``wsnas._weights.generate`` when it imports, else a ``torch.randn`` stand-in;
+  generation is ``wsnas.encoding.generate`` when it imports, else a ``torch.randn`` stand-in;
 * ``parallel``: (a) again with ``--workers`` processes of one torch thread each, one per core, a batch split
   evenly between them and every batch started behind a barrier: the throughput of the whole machine, as a
   screening loop with one worker per core gets it (training runs one process per core the same way);
@@ -28,8 +28,7 @@ import time
 import numpy as np
 import torch
 
-from wsnas._paramgraph import build_batch
-from wsnas._trace import graph_template
+from wsnas.encoding import build_batch, graph_template
 from wsnas.search_spaces import NB201
 
 BATCHES = (64, 256, 1024, 4096)
@@ -40,7 +39,7 @@ FULL_TRACE = 100  # archs timed with the whole-network trace (~8 ms each)
 
 def _generator():  # noqa: ANN202
     try:
-        from wsnas._weights import generate, weight_spec  # written by another engineer
+        from wsnas.encoding import generate, weight_spec  # written by another engineer
     except Exception:
         return None
     return generate, weight_spec
@@ -110,7 +109,7 @@ def main() -> None:  # noqa: C901, PLR0915
     fresh = list(seen.values())[max(BATCHES) :]  # never built before (b)
 
     gen = _generator()
-    source = "torch.randn stand-in" if gen is None else "wsnas._weights.generate"
+    source = "torch.randn stand-in" if gen is None else "wsnas.encoding.generate"
     graph_template(space.build(fresh[-1], C=8, N=1))  # warm the one-level graph cache (a few fx traces)
     t0 = time.perf_counter()
     nets = [space.build(a, C=8, N=1) for a in archs]

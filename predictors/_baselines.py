@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from wsnas._arch import Arch
-from wsnas._candidates import CandidateGraphs
+from wsnas.encoding import CandidateGraphs
 from wsnas.predictors._training import as_targets, check_positive, ranking_loss
 from wsnas.predictors._zero_cost import ZERO_COST_PROXIES, zero_cost
 
@@ -112,7 +112,7 @@ class ZeroCostBaseline:
 
     def score(self, arch: Arch | str) -> float:
         """The proxy of one architecture (``nan`` becomes ``-inf``: a broken network ranks last)."""
-        from wsnas._weights import generate, load_into, weight_spec
+        from wsnas.encoding import generate, load_into, weight_spec
 
         arch = _archs(self.space, [arch])[0]
         x, y = self.batch()
@@ -315,7 +315,7 @@ def weight_stat_features(candidates: CandidateGraphs, archs: Sequence[Arch], see
     """``[n, len(ROLES) * (2 + 6 * 4) + 1]`` features: per role, the tensor count, log total numel and
     mean/std/min/max over its tensors of (mean, std, abs-mean, log fan-in, log fan-out, kernel size) of
     the weights generated with ``seed``; then the log parameter count."""
-    from wsnas._weights import ROLES, generate
+    from wsnas.encoding import ROLES, generate
 
     rows = []
     for i in range(0, len(archs), 128):

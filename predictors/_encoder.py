@@ -1,7 +1,7 @@
 """The weight encoder: a message-passing graph network over batched parameter graphs.
 
 The input is a :class:`wsnas.ParamGraph` batch (a node per channel or neuron, an edge per channel pair
-carrying its kernel; see :mod:`wsnas._paramgraph` for the feature columns). The network is
+carrying its kernel; see :mod:`wsnas.encoding._paramgraph` for the feature columns). The network is
 
 1. **embeddings**: hidden nodes get ``Linear(numeric features) + type embedding``; input and output
    nodes add a learned identity indexed by their position (``io_index``), hidden nodes never do, so the
@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wsnas._paramgraph import EDGE_TYPES, NODE_FEATURES, NODE_TYPES, ParamGraph
+from wsnas.encoding import EDGE_TYPES, NODE_FEATURES, NODE_TYPES, ParamGraph
 from wsnas.kernels._dispatch import use_triton
 from wsnas.kernels._segment import segment_max, segment_mean, segment_sum
 

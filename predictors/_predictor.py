@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from wsnas._arch import Arch
-from wsnas._candidates import CandidateGraphs
-from wsnas._paramgraph import ParamGraph, batch_graphs
+from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
 from wsnas.predictors._training import (
     as_targets,

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from wsnas._arch import Arch
-from wsnas._candidates import CandidateGraphs, _kernel_runs
+from wsnas.encoding import CandidateGraphs, kernel_runs
 from wsnas.predictors._baselines import _check_seed
 from wsnas.predictors._predictor import WeightPredictor
 
 if TYPE_CHECKING:
-    from wsnas._paramgraph import ParamGraph
+    from wsnas.encoding import ParamGraph
     from wsnas.search_spaces import SearchSpace
 
 __all__ = ["ShuffledCandidateGraphs", "ShuffledWeightPredictor"]
@@ -37,8 +37,7 @@ class ShuffledCandidateGraphs(CandidateGraphs):
     def _graphs(self, archs: Sequence[Arch], seed_list: list[int], device: torch.device | str | None) -> ParamGraph:
         """As :meth:`CandidateGraphs.graphs` (which checks the arguments and calls this), with each
         tensor's weights shuffled."""
-        from wsnas._paramgraph import batch_graphs, build_batch
-        from wsnas._weights import generate
+        from wsnas.encoding import batch_graphs, build_batch, generate
 
         arch_list = list(archs)
         entries = [self._entry(a) for a in arch_list]
@@ -51,7 +50,7 @@ class ShuffledCandidateGraphs(CandidateGraphs):
                 if hi - lo > 1:
                     flat[base + lo : base + hi] = flat[base + lo : base + hi][torch.as_tensor(rng.permutation(hi - lo))]
         templates = [t for _, t in entries]
-        runs = _kernel_runs(templates)
+        runs = kernel_runs(templates)
         if len(runs) == 1:
             return build_batch(templates, flat)
         starts = weights._starts

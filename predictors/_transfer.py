@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from wsnas._arch import Arch
-    from wsnas._candidates import CandidateGraphs
-    from wsnas._paramgraph import GraphTemplate
+    from wsnas.encoding import CandidateGraphs, GraphTemplate
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
@@ -109,7 +108,7 @@ def module_layer_types(net: nn.Module) -> set[str]:
 
 def graph_layer_types(template: GraphTemplate) -> set[str]:
     """The parameter-graph vocabulary of one network: ``node:TYPE``, ``edge:TYPE`` and ``act:NAME``."""
-    from wsnas._paramgraph import EDGE_TYPES, NODE_FEATURES, NODE_TYPES
+    from wsnas.encoding import EDGE_TYPES, NODE_FEATURES, NODE_TYPES
 
     out = {f"node:{NODE_TYPES[int(i)]}" for i in template.node_type.unique().tolist()}
     out |= {f"edge:{EDGE_TYPES[int(i)]}" for i in template.edge_type.unique().tolist()}
@@ -136,8 +135,8 @@ def layer_types(
     Raises:
         ValueError: the space cannot build its networks at ``candidates.size``.
     """
-    from wsnas._candidates import skip_reset_parameters
     from wsnas._zoo import sample_distinct
+    from wsnas.encoding import skip_reset_parameters
 
     space = candidates.space
     if archs is None:
@@ -161,7 +160,7 @@ def seen_layer_types(pred: WeightPredictor) -> list[str]:
     existed) those of a seeded sample of the space its training targets come from, at its encoding width."""
     if pred.layer_types is not None:
         return list(pred.layer_types)
-    from wsnas._candidates import CandidateGraphs
+    from wsnas.encoding import CandidateGraphs
     from wsnas.search_spaces import get_space
 
     name = pred.target.get("space", pred.space.name)
@@ -200,7 +199,7 @@ def adapt_unseen(pred: WeightPredictor, seen: Sequence[str], used: Sequence[str]
     """
     import torch
 
-    from wsnas._paramgraph import EDGE_TYPES
+    from wsnas.encoding import EDGE_TYPES
     from wsnas.predictors._encoder import _NUMERIC, NODE_FEATURES
 
     seen_set, unseen = set(seen), sorted(set(used) - set(seen))

@@ -1,22 +1,16 @@
 """Small building blocks shared by the search spaces' networks.
 
 Every block is made of layers the parameter-graph tracer supports (Conv2d, BatchNorm, ReLU, pooling,
-``Zero``, ``Identity``), so networks of every space can be encoded without per-space code.
+``Zero`` from :mod:`wsnas.encoding`, ``Identity``), so networks of every space can be encoded without per-space code.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
+from wsnas.encoding import Zero
+
 __all__ = ["Zero", "ReLUConvBN", "ConvBNReLU"]
-
-
-class Zero(nn.Module):
-    """The ``none`` operation: outputs zeros shaped like its input (``[B, C, H, W] -> [B, C, H, W]``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
 
 
 class ReLUConvBN(nn.Sequential):

@@ -8,9 +8,19 @@ import torch
 import torch.nn as nn
 
 from wsnas import UnsupportedLayer
-from wsnas._paramgraph import EDGE_TYPES, NODE_TYPES, GraphTemplate, ParamGraph, batch_graphs, build_batch, param_graph
-from wsnas._trace import clear_template_cache, graph_template, trace_template
-from wsnas._trace_cache import one_level
+from wsnas.encoding import (
+    EDGE_TYPES,
+    NODE_TYPES,
+    GraphTemplate,
+    ParamGraph,
+    batch_graphs,
+    build_batch,
+    clear_template_cache,
+    graph_template,
+    param_graph,
+    trace_template,
+)
+from wsnas.encoding._trace_cache import one_level
 from wsnas.search_spaces import NB201, get_space, space_names
 
 SPACE = NB201()
@@ -375,7 +385,7 @@ def test_containers_and_user_modules_match_full_trace(net: nn.Module) -> None:
 def test_skip_reset_parameters_changes_nothing_but_the_init() -> None:
     """Networks built without PyTorch's init give the same spec and graph; the layers are restored after."""
     from wsnas import generate, weight_spec
-    from wsnas._candidates import skip_reset_parameters
+    from wsnas.encoding import skip_reset_parameters
 
     space = get_space("nb201")
     arch = space.from_string("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")

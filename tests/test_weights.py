@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from wsnas._errors import UnsupportedLayer
-from wsnas._weights import INIT_RULES, GeneratedWeights, WeightSpec, generate, load_into, weight_spec
+from wsnas.encoding import INIT_RULES, GeneratedWeights, WeightSpec, generate, load_into, weight_spec
 from wsnas.search_spaces import NB201, get_space, space_names
 
 _ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

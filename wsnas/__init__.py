@@ -35,16 +35,11 @@ from wsnas._zoo import Zoo, ZooRecord, build_zoo, sample_distinct
 # name -> module, imported on first access (these modules import torch at import time)
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
-        ["TensorSpec", "WeightSpec", "weight_spec", "generate", "GeneratedWeights", "load_into", "INIT_RULES"],
-        "wsnas._weights",
-    ),
-    **dict.fromkeys(
-        ["ParamGraph", "param_graph", "batch_graphs", "build_batch", "GraphTemplate", "NODE_TYPES", "EDGE_TYPES",
-         "NODE_FEATURES"],
-        "wsnas._paramgraph",
+        ["TensorSpec", "WeightSpec", "weight_spec", "generate", "GeneratedWeights", "load_into", "INIT_RULES",
+         "ParamGraph", "param_graph", "batch_graphs", "build_batch", "GraphTemplate", "NODE_TYPES", "EDGE_TYPES",
+         "NODE_FEATURES", "graph_template", "CandidateGraphs"],
+        "wsnas.encoding",
     ),  # fmt: skip
-    "graph_template": "wsnas._trace",
-    "CandidateGraphs": "wsnas._candidates",
     **dict.fromkeys(["search", "join", "SearchResult", "SearchRecord"], "wsnas._search"),
     **dict.fromkeys(["TrainEvaluator", "TableEvaluator", "CallableEvaluator"], "wsnas._evaluators"),
     **dict.fromkeys(["OBJECTIVES", "NetMeasures"], "wsnas._objectives"),

@@ -89,7 +89,7 @@ def _initial_weights(net: nn.Module, seed: int, weights: Any) -> str:
     """Load ``weights`` (flat ``[P]``) into ``net``, or weights generated from ``seed``; returns which."""
     import torch
 
-    from wsnas._weights import generate, load_into, weight_spec
+    from wsnas.encoding import generate, load_into, weight_spec
 
     if weights is not None:
         load_into(net, torch.as_tensor(weights, dtype=torch.float32).reshape(-1))

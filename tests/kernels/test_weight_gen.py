@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsnas._weights import TensorSpec, WeightSpec, generate, weight_spec
+from wsnas.encoding import TensorSpec, WeightSpec, generate, weight_spec
 from wsnas.kernels import KernelUnavailable, use_triton
 from wsnas.kernels import _weight_gen_ref as ref
 from wsnas.kernels._weight_gen import block_table, weight_gen_triton

@@ -99,7 +99,7 @@ def test_weight_stats_features_are_fixed_length(data) -> None:
 
 
 def test_shuffled_graphs_keep_structure_and_values_but_not_order(data) -> None:
-    from wsnas._candidates import CandidateGraphs
+    from wsnas.encoding import CandidateGraphs
 
     archs = data[0][:3]
     real = CandidateGraphs(SPACE, size=SIZE).graphs(archs, 0)

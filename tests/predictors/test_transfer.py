@@ -142,7 +142,7 @@ def test_fine_tuning_a_transferred_predictor_changes_predictions_and_lowers_the_
 
 
 def test_adapt_gives_unseen_types_the_weights_of_their_nearest_seen_type(saved) -> None:
-    from wsnas._paramgraph import EDGE_TYPES
+    from wsnas.encoding import EDGE_TYPES
 
     with pytest.warns(UnseenLayerWarning):
         pred = saved[1].transfer(NB101, adapt=True, check=CHECK)

@@ -124,8 +124,7 @@ def test_build_for_encoding_interleaves_sizes_threads_and_copies() -> None:
     import pickle
     import threading
 
-    from wsnas._trace import graph_template
-    from wsnas._weights import weight_spec
+    from wsnas.encoding import graph_template, weight_spec
 
     space = NB201()
     rng = np.random.default_rng(3)

@@ -129,8 +129,7 @@ class SearchSpaceTestCase:
         """``build_for_encoding`` gives the weight spec and graph template of a fresh ``build``."""
         import torch
 
-        from wsnas._trace import graph_template
-        from wsnas._weights import weight_spec
+        from wsnas.encoding import graph_template, weight_spec
 
         size = dict(self.build_kwargs if self.build_kwargs is not None else self.space.proxy_size)
         shape = (1, *self.space.input_shape)

@@ -1,7 +1,7 @@
 """Weight specs: every parameter tensor of a built network, with what generation needs.
 
 A :class:`WeightSpec` lists every parameter tensor of a built ``nn.Module`` in ``named_parameters()``
-order, with its shape, fan-in/out, init rule and role; :func:`wsnas.generate` (:mod:`wsnas._weights`)
+order, with its shape, fan-in/out, init rule and role; :func:`wsnas.generate` (:mod:`wsnas.encoding._weights`)
 turns (spec, seed) pairs into weights. Nothing here is written per search space: roles come from the
 layer types (Conv, Linear, BatchNorm), rules from :data:`INIT_RULES`.
 """
@@ -165,7 +165,7 @@ def _rule(init: str, role: str, fan_in: int, fan_out: int) -> tuple[str, str, fl
 def preorder(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` in ``module.named_modules()`` order, each module once: a hand-written pre-order
     walk (``named_modules``' nested generators cost a quarter of ``weight_spec``). Shared with the
-    tracer's structure walk (:func:`wsnas._trace._walk`)."""
+    tracer's structure walk (:func:`wsnas.encoding._trace._walk`)."""
     seen: set[int] = set()
     out: list[tuple[str, nn.Module]] = []
 

@@ -1,4 +1,5 @@
-"""One-level ``torch.fx`` graphs, cached per module structure, for the hierarchical tracer of :mod:`wsnas._trace`.
+"""One-level ``torch.fx`` graphs, cached per module structure, for the hierarchical tracer
+(:mod:`wsnas.encoding._trace`).
 
 Each non-leaf module is traced on its own with every submodule call kept as a ``call_module`` node (a
 *one-level* graph); the interpreter recurses into a non-leaf call with that module's own one-level graph.
@@ -23,7 +24,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from wsnas._errors import UnsupportedLayer
-from wsnas._trace import SUPPORTED_LAYERS
+from wsnas.encoding._trace_core import SUPPORTED_LAYERS, FlatTracer
 
 __all__ = ["Frame", "clear_level_cache", "is_torch_leaf", "one_level", "single_user"]
 
@@ -117,9 +118,7 @@ def one_level(module: nn.Module, name: str = "", *, cache: bool = True) -> fx.Gr
 
 def full_graph(module: nn.Module) -> fx.Graph:
     """The whole network traced in one piece (the uncached reference path)."""
-    from wsnas._trace import _Tracer
-
-    return _trace(_Tracer(), module, "")
+    return _trace(FlatTracer(), module, "")
 
 
 def clear_level_cache() -> None:

@@ -22,11 +22,11 @@ from wsnas._arch import Arch
 if TYPE_CHECKING:
     import torch
 
-    from wsnas._paramgraph import GraphTemplate, ParamGraph
-    from wsnas._weights import WeightSpec
+    from wsnas.encoding._paramgraph import GraphTemplate, ParamGraph
+    from wsnas.encoding._weights import WeightSpec
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["CandidateGraphs"]
+__all__ = ["CandidateGraphs", "kernel_runs", "skip_reset_parameters"]
 
 
 class CandidateGraphs:
@@ -49,7 +49,7 @@ class CandidateGraphs:
         init: str = "kaiming_normal",
         cache_size: int = 4096,
     ) -> None:
-        from wsnas._weights import INIT_RULES
+        from wsnas.encoding._weights import INIT_RULES
 
         if init not in INIT_RULES:
             raise ValueError(f"init must be one of {list(INIT_RULES)}, got {init!r}")
@@ -93,8 +93,8 @@ class CandidateGraphs:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        from wsnas._trace import graph_template
-        from wsnas._weights import weight_spec
+        from wsnas.encoding._trace import graph_template
+        from wsnas.encoding._weights import weight_spec
 
         # Built on the CPU, not under torch.device("meta"): the meta context intercepts every op and made
         # NB201 C=8 N=1 builds slower (9.2 vs 7.3-8.9 ms on a busy core; 10.3 vs 6.2 ms measured earlier).
@@ -138,14 +138,14 @@ class CandidateGraphs:
 
     def _graphs(self, archs: Sequence[Arch], seed_list: list[int], device: torch.device | str | None) -> ParamGraph:
         """:meth:`graphs` of validated architectures, one seed each."""
-        from wsnas._paramgraph import batch_graphs, build_batch
-        from wsnas._weights import generate
+        from wsnas.encoding._paramgraph import batch_graphs, build_batch
+        from wsnas.encoding._weights import generate
 
         entries = [self._entry(a) for a in archs]
         weights = generate([spec for spec, _ in entries], seed_list, device=device)  # one launch for the batch
         templates = [t for _, t in entries]
         flat = weights.flat
-        runs = _kernel_runs(templates)
+        runs = kernel_runs(templates)
         if len(runs) == 1:
             return build_batch(templates, flat)
         starts = weights._starts  # a batch mixing kernel sizes: one build_batch per run, order kept
@@ -186,7 +186,7 @@ def _no_reset(self: object) -> None:
     return None
 
 
-def _kernel_runs(templates: Sequence[GraphTemplate]) -> list[tuple[int, int]]:
+def kernel_runs(templates: Sequence[GraphTemplate]) -> list[tuple[int, int]]:
     """``[(start, stop)]`` maximal runs of consecutive templates with one kernel size."""
     runs, start = [], 0
     for i in range(1, len(templates) + 1):

@@ -1,9 +1,9 @@
-"""The symbolic interpreter behind :func:`wsnas._trace.trace_template`: one handler per supported op.
+"""The symbolic interpreter behind :func:`wsnas.encoding._trace.trace_template`: one handler per supported op.
 
-Each fx node becomes a :class:`~wsnas._trace._Value` (channel nodes, or pending channel-wise terms);
-layers add nodes, edges and weight placements to the :class:`~wsnas._trace._Builder`. A ``call_module``
+Each fx node becomes a :class:`~wsnas.encoding._trace_core.Value` (channel nodes, or pending channel-wise terms);
+layers add nodes, edges and weight placements to the :class:`~wsnas.encoding._trace_core.Builder`. A ``call_module``
 to a supported layer is handled here; a call to any other (non-``torch.nn``) module recurses into that
-module's one-level graph (:class:`~wsnas._trace_cache.Frame`), in call order, so the nodes come out in
+module's one-level graph (:class:`~wsnas.encoding._trace_cache.Frame`), in call order, so the nodes come out in
 the same order as interpreting the whole network traced in one piece.
 """
 
@@ -21,9 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsnas._errors import UnsupportedLayer
-from wsnas._trace import _ACT_FUNCS, _ACT_METHODS, _ACTS, _COL, SUPPORTED_LAYERS, _Builder, _pair, _Value, _window
-from wsnas._trace_cache import Frame, single_user
-from wsnas.search_spaces._ops import Zero
+from wsnas.encoding._layers import Zero
+from wsnas.encoding._trace_cache import Frame, single_user
+from wsnas.encoding._trace_core import ACT_FUNCS, ACT_METHODS, ACTS, COL, SUPPORTED_LAYERS, Builder, Value, pair, window
 
 __all__ = ["interpret"]
 
@@ -51,11 +51,11 @@ def _dense(c_out: int, ig: int, og: int) -> tuple[np.ndarray, np.ndarray]:
     return o, chan
 
 
-def _terms(v: _Value) -> list[tuple[np.ndarray, str, float, np.ndarray]]:
+def _terms(v: Value) -> list[tuple[np.ndarray, str, float, np.ndarray]]:
     return [(v.nodes, "sum", 1.0, v.act)] if v.nodes is not None else v.terms
 
 
-def _materialize(v: _Value, b: _Builder) -> _Value:
+def _materialize(v: Value, b: Builder) -> Value:
     """Give a pending value channel nodes (in place, so every reader shares them)."""
     if v.nodes is not None:
         return v
@@ -70,7 +70,7 @@ def _materialize(v: _Value, b: _Builder) -> _Value:
     return v
 
 
-def _linear(name: str, site: tuple, m: nn.Conv2d | nn.Linear, x: _Value, b: _Builder) -> _Value:
+def _linear(name: str, site: tuple, m: nn.Conv2d | nn.Linear, x: Value, b: Builder) -> Value:
     """Conv2d (any groups) or Linear: one edge per connected (in, out) channel pair, kernel centred."""
     is_conv = isinstance(m, nn.Conv2d)
     c_in, c_out = (m.in_channels, m.out_channels) if is_conv else (m.in_features, m.out_features)
@@ -83,7 +83,7 @@ def _linear(name: str, site: tuple, m: nn.Conv2d | nn.Linear, x: _Value, b: _Bui
         )
     x = _materialize(x, b)
     groups = m.groups if is_conv else 1
-    kh, kw = _pair(m.kernel_size) if is_conv else (1, 1)
+    kh, kw = pair(m.kernel_size) if is_conv else (1, 1)
     ig, og = c_in // groups, c_out // groups
     out = b.nodes(c_out, "conv" if is_conv else "linear")
     o, chan = _dense(c_out, ig, og)
@@ -91,12 +91,12 @@ def _linear(name: str, site: tuple, m: nn.Conv2d | nn.Linear, x: _Value, b: _Bui
     # edge e = o * ig + i reads weight[o, i] = flat[offset + e*kh*kw : ...]: one contiguous run
     b.e_runs.append((first if o.size else 0, o.size, b.weight(m.weight), kh, kw))
     if m.bias is not None:
-        b.node_w.append((out, _COL["bias"], b.weight(m.bias) + np.arange(c_out)))
-    spatial = _window(x.spatial, m.kernel_size, m.stride, m.padding, m.dilation) if is_conv else ()
-    return _Value(c_out, spatial, nodes=out, act=_zeros(c_out), producer=site)
+        b.node_w.append((out, COL["bias"], b.weight(m.bias) + np.arange(c_out)))
+    spatial = window(x.spatial, m.kernel_size, m.stride, m.padding, m.dilation) if is_conv else ()
+    return Value(c_out, spatial, nodes=out, act=_zeros(c_out), producer=site)
 
 
-def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: _Value, b: _Builder) -> _Value:
+def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: Value, b: Builder) -> Value:
     """BatchNorm: folds onto the nodes of the Conv2d/Linear that feeds only it, else its own nodes."""
     if x.channels != m.num_features:
         raise ValueError(f"param_graph: BatchNorm with {m.num_features} features applied to {x.channels} channels")
@@ -107,38 +107,38 @@ def _norm(m: nn.BatchNorm1d | nn.BatchNorm2d, x: _Value, b: _Builder) -> _Value:
         x = _materialize(x, b)
         target = b.nodes(x.channels, "norm")
         b.channelwise(x.nodes, target, "norm", 1.0, x.act)
-    b.static_rows.append((target, _COL["has_norm"], 1.0))
+    b.static_rows.append((target, COL["has_norm"], 1.0))
     if m.weight is not None:
-        b.node_w.append((target, _COL["gamma"], b.weight(m.weight) + np.arange(x.channels)))
+        b.node_w.append((target, COL["gamma"], b.weight(m.weight) + np.arange(x.channels)))
     if m.bias is not None:
-        b.node_w.append((target, _COL["beta"], b.weight(m.bias) + np.arange(x.channels)))
-    return _Value(x.channels, x.spatial, nodes=target, act=_zeros(x.channels))
+        b.node_w.append((target, COL["beta"], b.weight(m.bias) + np.arange(x.channels)))
+    return Value(x.channels, x.spatial, nodes=target, act=_zeros(x.channels))
 
 
-def _activate(x: _Value, code: int, b: _Builder) -> _Value:
+def _activate(x: Value, code: int, b: Builder) -> Value:
     x = _materialize(x, b)
     b.acts.append((x.nodes, code))
-    return _Value(x.channels, x.spatial, nodes=x.nodes, act=np.full(x.channels, code, dtype=np.int64))
+    return Value(x.channels, x.spatial, nodes=x.nodes, act=np.full(x.channels, code, dtype=np.int64))
 
 
-def _pool(x: _Value, kind: str, k, s, p, ceil: bool, b: _Builder) -> _Value:  # noqa: ANN001
+def _pool(x: Value, kind: str, k, s, p, ceil: bool, b: Builder) -> Value:  # noqa: ANN001
     x = _materialize(x, b)
-    kh, kw = _pair(k)
+    kh, kw = pair(k)
     value = 1.0 / (kh * kw) if kind == "avg_pool" else 1.0
-    spatial = _window(x.spatial, k, k if s is None or s == () else s, p, 1, ceil)
-    return _Value(x.channels, spatial, terms=[(x.nodes, kind, value, x.act)])
+    spatial = window(x.spatial, k, k if s is None or s == () else s, p, 1, ceil)
+    return Value(x.channels, spatial, terms=[(x.nodes, kind, value, x.act)])
 
 
-def _passthrough(x: _Value, spatial: tuple[int, ...]) -> _Value:
-    return _Value(x.channels, spatial, nodes=x.nodes, act=x.act, terms=list(x.terms))
+def _passthrough(x: Value, spatial: tuple[int, ...]) -> Value:
+    return Value(x.channels, spatial, nodes=x.nodes, act=x.act, terms=list(x.terms))
 
 
-def _adaptive(x: _Value, size) -> _Value:  # noqa: ANN001
+def _adaptive(x: Value, size) -> Value:  # noqa: ANN001
     size = (size, size) if isinstance(size, int) else tuple(size)
     return _passthrough(x, tuple(h if s is None else s for h, s in zip(x.spatial, size)))
 
 
-def _flatten(x: _Value, start: int, b: _Builder) -> _Value:
+def _flatten(x: Value, start: int, b: Builder) -> Value:
     if start != 1:
         raise UnsupportedLayer(f"param_graph: only flatten from dim 1 is supported, got start_dim={start}")
     hw = math.prod(x.spatial)
@@ -147,39 +147,39 @@ def _flatten(x: _Value, start: int, b: _Builder) -> _Value:
     x = _materialize(x, b)
     out = b.nodes(x.channels * hw, "flatten")  # torch.flatten order: channel-major
     b.channelwise(np.repeat(x.nodes, hw), out, "flatten", 1.0, np.repeat(x.act, hw))
-    return _Value(x.channels * hw, (), nodes=out, act=_zeros(x.channels * hw))
+    return Value(x.channels * hw, (), nodes=out, act=_zeros(x.channels * hw))
 
 
-def _scale(x: _Value, s: float) -> _Value:
+def _scale(x: Value, s: float) -> Value:
     if s == 0:
-        return _Value(x.channels, x.spatial)
-    return _Value(x.channels, x.spatial, terms=[(src, t, v * s, a) for src, t, v, a in _terms(x)])
+        return Value(x.channels, x.spatial)
+    return Value(x.channels, x.spatial, terms=[(src, t, v * s, a) for src, t, v, a in _terms(x)])
 
 
-def _add(a: _Value, c: _Value) -> _Value:
+def _add(a: Value, c: Value) -> Value:
     if a.channels != c.channels:
         raise ValueError(f"param_graph: adding tensors of {a.channels} and {c.channels} channels")
-    return _Value(a.channels, a.spatial, terms=_terms(a) + _terms(c))
+    return Value(a.channels, a.spatial, terms=_terms(a) + _terms(c))
 
 
-def _cat(parts: Sequence[_Value], dim: int, b: _Builder) -> _Value:
-    if not parts or not all(isinstance(p, _Value) for p in parts):
+def _cat(parts: Sequence[Value], dim: int, b: Builder) -> Value:
+    if not parts or not all(isinstance(p, Value) for p in parts):
         raise UnsupportedLayer("param_graph: torch.cat of something other than traced tensors")
     if dim not in (1, -1 - len(parts[0].spatial)):
         raise UnsupportedLayer(f"param_graph: torch.cat is supported on the channel dim (1) only, got dim={dim}")
     parts = [_materialize(p, b) for p in parts]
-    return _Value(
+    return Value(
         sum(p.channels for p in parts), parts[0].spatial,
         nodes=np.concatenate([p.nodes for p in parts]), act=np.concatenate([p.act for p in parts]),
     )  # fmt: skip
 
 
-def _getitem(x: object, idx: object, b: _Builder) -> object:
+def _getitem(x: object, idx: object, b: Builder) -> object:
     if isinstance(x, _Size):
         return x
     if isinstance(x, (tuple, list)) and isinstance(idx, int):  # a submodule's tuple output
         return x[idx]
-    if not isinstance(x, _Value):
+    if not isinstance(x, Value):
         raise UnsupportedLayer(f"param_graph: indexing {type(x).__name__} is not supported")
     idx = idx if isinstance(idx, tuple) else (idx,)
     full = slice(None)
@@ -189,32 +189,32 @@ def _getitem(x: object, idx: object, b: _Builder) -> object:
         raise UnsupportedLayer(f"param_graph: only channel slicing x[:, a:b] is supported, got index {idx!r}")
     x = _materialize(x, b)
     keep = np.arange(x.channels)[idx[1]]
-    return _Value(keep.size, x.spatial, nodes=x.nodes[keep], act=x.act[keep])
+    return Value(keep.size, x.spatial, nodes=x.nodes[keep], act=x.act[keep])
 
 
 def _number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _call(fn: str, target: object, args: list, kwargs: dict, b: _Builder) -> object:  # noqa: C901
+def _call(fn: str, target: object, args: list, kwargs: dict, b: Builder) -> object:  # noqa: C901
     """A call_function (``fn`` = 'f') or call_method (``fn`` = 'm') node on interpreted arguments."""
     x = args[0] if args else None
     name = target if isinstance(target, str) else getattr(target, "__name__", repr(target))
-    if fn == "f" and target in _ACT_FUNCS or fn == "m" and target in _ACT_METHODS:
-        return _activate(x, _ACT_FUNCS[target] if fn == "f" else _ACT_METHODS[target], b)
+    if fn == "f" and target in ACT_FUNCS or fn == "m" and target in ACT_METHODS:
+        return _activate(x, ACT_FUNCS[target] if fn == "f" else ACT_METHODS[target], b)
     if (fn == "f" and target in (operator.add, operator.iadd, torch.add)) or (
         fn == "m" and target in ("add", "__add__")
     ):
-        if isinstance(x, _Value) and isinstance(args[1], _Value) and kwargs.get("alpha", 1) == 1:
+        if isinstance(x, Value) and isinstance(args[1], Value) and kwargs.get("alpha", 1) == 1:
             return _add(x, args[1])
     elif (fn == "f" and target in (operator.mul, operator.imul, torch.mul)) or (fn == "m" and target == "mul"):
         a, c = args[0], args[1]
-        if isinstance(a, _Value) and _number(c):
+        if isinstance(a, Value) and _number(c):
             return _scale(a, float(c))
-        if isinstance(c, _Value) and _number(a):
+        if isinstance(c, Value) and _number(a):
             return _scale(c, float(a))
     elif fn == "f" and target is torch.zeros_like:
-        return _Value(x.channels, x.spatial)
+        return Value(x.channels, x.spatial)
     elif fn == "f" and target in (torch.cat, torch.concat):
         return _cat(x, kwargs.get("dim", args[1] if len(args) > 1 else 0), b)
     elif fn == "f" and target is operator.getitem:
@@ -250,16 +250,16 @@ def _unsupported(name: str, m: nn.Module) -> UnsupportedLayer:
     return UnsupportedLayer(f"param_graph: layer {name!r} of type {kind} is not supported; supported layers: {names}")
 
 
-def _module(name: str, site: tuple, m: nn.Module, x: object, b: _Builder) -> _Value:
+def _module(name: str, site: tuple, m: nn.Module, x: object, b: Builder) -> Value:
     """A supported layer called on ``x``; ``name`` is its qualified name, ``site`` its (frame, fx node)."""
-    if not isinstance(x, _Value):
+    if not isinstance(x, Value):
         raise UnsupportedLayer(f"param_graph: layer {name!r} called on {type(x).__name__}, not a traced tensor")
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         return _linear(name, site, m, x, b)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _norm(m, x, b)
-    if type(m) in _ACTS:
-        return _activate(x, _ACTS[type(m)], b)
+    if type(m) in ACTS:
+        return _activate(x, ACTS[type(m)], b)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         kind = "avg_pool" if isinstance(m, nn.AvgPool2d) else "max_pool"
         return _pool(x, kind, m.kernel_size, m.stride, m.padding, m.ceil_mode, b)
@@ -267,7 +267,7 @@ def _module(name: str, site: tuple, m: nn.Module, x: object, b: _Builder) -> _Va
         return _adaptive(x, m.output_size)
     if isinstance(m, nn.Identity):
         x = _materialize(x, b)
-        return _Value(x.channels, x.spatial, terms=[(x.nodes, "skip", 1.0, x.act)])
+        return Value(x.channels, x.spatial, terms=[(x.nodes, "skip", 1.0, x.act)])
     if isinstance(m, nn.Flatten):
         if m.end_dim != -1:
             raise UnsupportedLayer(
@@ -275,7 +275,7 @@ def _module(name: str, site: tuple, m: nn.Module, x: object, b: _Builder) -> _Va
             )
         return _flatten(x, m.start_dim, b)
     if isinstance(m, Zero):
-        return _Value(x.channels, x.spatial)
+        return Value(x.channels, x.spatial)
     return x  # Dropout
 
 
@@ -302,7 +302,7 @@ def _node_tuple(graph: fx.Graph) -> tuple[fx.Node, ...]:
     return nodes
 
 
-def _run(frame: Frame, b: _Builder, args: tuple, kwargs: dict, shape: tuple[int, ...] | None) -> object:
+def _run(frame: Frame, b: Builder, args: tuple, kwargs: dict, shape: tuple[int, ...] | None) -> object:
     """Interpret ``frame``'s graph on ``args``/``kwargs`` (the root: on a fresh input of ``shape``)."""
     env: dict[fx.Node, object] = {}
     n_inputs = 0
@@ -317,8 +317,8 @@ def _run(frame: Frame, b: _Builder, args: tuple, kwargs: dict, shape: tuple[int,
                 raise UnsupportedLayer(f"param_graph: one tensor input is supported, got a second one {node.target!r}")
             n_inputs = c = int(shape[1])
             ids = b.nodes(c, "input")
-            b.static_rows += [(ids, _COL["is_input"], 1.0), (ids, _COL["io_index"], np.arange(c, dtype=np.float32))]
-            env[node] = _Value(c, tuple(int(s) for s in shape[2:]), nodes=ids, act=_zeros(c))
+            b.static_rows += [(ids, COL["is_input"], 1.0), (ids, COL["io_index"], np.arange(c, dtype=np.float32))]
+            env[node] = Value(c, tuple(int(s) for s in shape[2:]), nodes=ids, act=_zeros(c))
             continue
         a = fx.node.map_arg(node.args, lookup)
         kw = fx.node.map_arg(node.kwargs, lookup)
@@ -342,10 +342,10 @@ def _run(frame: Frame, b: _Builder, args: tuple, kwargs: dict, shape: tuple[int,
     raise UnsupportedLayer("param_graph: the traced graph has no output")
 
 
-def interpret(frame: Frame, b: _Builder, shape: tuple[int, ...]) -> np.ndarray:
+def interpret(frame: Frame, b: Builder, shape: tuple[int, ...]) -> np.ndarray:
     """Run the root ``frame`` symbolically on an input of ``shape``; returns the output node ids ``[C_out]``."""
     out = _run(frame, b, (), {}, shape)
-    if not isinstance(out, _Value):
+    if not isinstance(out, Value):
         raise UnsupportedLayer(f"param_graph: the network must return one tensor, got {type(out).__name__}")
     out = _materialize(out, b)
     n_inputs = int(shape[1])

@@ -1,6 +1,6 @@
 """Seeded batched weight generation, and loading weights into a network.
 
-:func:`generate` turns a batch of (spec, seed) pairs (specs: :mod:`wsnas._weight_spec`) into one flat
+:func:`generate` turns a batch of (spec, seed) pairs (specs: :mod:`wsnas.encoding._weight_spec`) into one flat
 float32 buffer in one kernel launch; candidate ``i``'s weights are the slice
 ``flat[offsets[i]:offsets[i+1]]``, its tensors laid out back to back in spec order, which is the order
 :func:`load_into` (and the parameter-graph builder) reads them in.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from wsnas._weight_spec import INIT_RULES, ROLES, TensorSpec, WeightSpec, weight_spec
+from wsnas.encoding._weight_spec import INIT_RULES, ROLES, TensorSpec, WeightSpec, weight_spec
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -106,7 +106,7 @@ def _row_table(
         ``rows [R, 4]`` int64 ``(offset, numel, key, kind)``, ``scales [R]`` float32, candidate
         ``offsets [B + 1]`` and ``tensor_ptr [B + 1]``, all on the CPU.
     """
-    from wsnas.kernels._weight_gen_ref import mix_keys
+    from wsnas.kernels import mix_keys
 
     n_cand = len(spec_list)
     n_tensors = torch.tensor([len(s) for s in spec_list], dtype=torch.int64)  # [B]
@@ -146,8 +146,7 @@ def generate(
         ValueError: lengths differ or a seed is out of range.
         wsnas.kernels.KernelUnavailable: ``WSNAS_KERNELS=triton`` where Triton cannot run.
     """
-    from wsnas.kernels._dispatch import use_triton
-    from wsnas.kernels._weight_gen_ref import weight_gen_reference
+    from wsnas.kernels import use_triton, weight_gen_reference
 
     seed_t = _seed_tensor(seeds)  # [B]
     spec_list = [specs] * len(seed_t) if isinstance(specs, WeightSpec) else list(specs)
@@ -160,7 +159,7 @@ def generate(
     total = int(offsets[-1])
     out = torch.empty(total, dtype=torch.float32, device=dev)
     if use_triton(out, op="weight generation"):
-        from wsnas.kernels._weight_gen import weight_gen_triton
+        from wsnas.kernels import weight_gen_triton
 
         weight_gen_triton(rows, scales, out)
     elif total:

@@ -2,9 +2,10 @@
 
 A node is a channel or neuron (the network's input channels, every layer's output channels, the output
 neurons); an edge is an (in, out) channel pair of a Conv2d/Linear carrying the whole kernel, or a typed
-channel-to-channel edge for sums, skips, pooling, normalisation and flattening. :mod:`wsnas._trace`
-builds a :class:`GraphTemplate` per network structure with ``torch.fx``; filling a template from a flat
-weight buffer is a single gather, vectorised over a whole batch (:func:`build_batch`).
+channel-to-channel edge for sums, skips, pooling, normalisation and flattening. :mod:`wsnas.encoding._trace`
+builds a :class:`GraphTemplate` per network structure with ``torch.fx`` (and its ``param_graph`` fills one
+with a network's own weights); filling a template from a flat weight buffer is a single gather, vectorised
+over a whole batch (:func:`build_batch`).
 
 Node features ``node_feat [N, 11]`` (float32), one row per node:
 
@@ -41,7 +42,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 __all__ = [
     "EDGE_TYPES",
@@ -51,7 +51,6 @@ __all__ = [
     "ParamGraph",
     "batch_graphs",
     "build_batch",
-    "param_graph",
 ]
 
 #: node types: who produced the channel
@@ -306,27 +305,3 @@ def build_batch(templates: Sequence[GraphTemplate], weights: torch.Tensor | Sequ
         dst_ptr=dst_ptr,
     )
 
-
-def param_graph(
-    module: nn.Module, weights: torch.Tensor | None = None, *, input_shape: Sequence[int] | None = None
-) -> ParamGraph:
-    """The parameter graph of ``module`` with one candidate's weights.
-
-    Args:
-        module: a network made of supported layers (see :mod:`wsnas._trace`); may live on ``meta``.
-        weights: ``[P]`` float32, the parameters in ``module.named_parameters()`` order, each flattened
-            and concatenated; ``None`` takes the module's own parameters.
-        input_shape: the input's shape ``(B, C, H, W)`` or ``(B, F)``; needed only when a flatten sees a
-            spatial map (defaults: first Conv2d -> ``(1, in_channels, 32, 32)``, first Linear -> ``(1, in)``).
-
-    Raises:
-        wsnas.UnsupportedLayer: the module holds a layer or function the tracer does not support.
-    """
-    from wsnas._trace import graph_template
-
-    template = graph_template(module, input_shape=input_shape)
-    if weights is None:
-        weights = (
-            torch.cat([p.detach().reshape(-1) for p in module.parameters()]) if template.num_weights else torch.zeros(0)
-        )
-    return template.fill(weights)
