@@ -56,9 +56,8 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from wsnas._tasks import cifar10
-    from wsnas._zoo import Zoo, build_zoo, sample_distinct
     from wsnas.search_spaces import NB201
+    from wsnas.training import Zoo, build_zoo, cifar10, sample_distinct
 
     recipes = PRESETS[args.preset]
     if args.recipes:

@@ -29,8 +29,8 @@ from wsnas.predictors._training import as_targets, check_positive, ranking_loss
 from wsnas.predictors._zero_cost import ZERO_COST_PROXIES, zero_cost
 
 if TYPE_CHECKING:
-    from wsnas._tasks import Task
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training import Task
 
 __all__ = [
     "ZeroCostBaseline",
@@ -86,7 +86,7 @@ class ZeroCostBaseline:
         check_positive(batch_size=batch_size)
         if batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (proxies compare samples), got {batch_size}")
-        from wsnas._tasks import synthetic
+        from wsnas.training import synthetic
 
         self.space, self.proxy, self.seed, self.init = space, proxy, _check_seed(seed), init
         self.task = task if task is not None else synthetic()

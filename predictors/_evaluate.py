@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from wsnas._tasks import Task
     from wsnas.predictors._encoder import EncoderConfig
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training import Task
 
 __all__ = ["evaluate", "EvalTable", "top_fraction_precision", "TRAINABLE_METHODS", "ZERO_COST_METHODS", "METHODS"]
 
@@ -110,8 +110,7 @@ def _budget_label(b: int | None) -> str:
 
 def _zoo_task(paths: Sequence[str | os.PathLike[str]], data_dir: str | None) -> tuple[Task | None, str]:
     """The task named by the zoo records (``None`` when it cannot be had) and why."""
-    from wsnas._tasks import get_task
-    from wsnas._zoo import Zoo
+    from wsnas.training import Zoo, get_task
 
     names = sorted({r.task for p in paths for r in Zoo.load(p)})
     if len(names) != 1:

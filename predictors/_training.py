@@ -94,8 +94,8 @@ def zoo_training_set(
         ValueError: no file, a missing file, an unknown target, no usable record, several spaces.
         wsnas.ZooFileError: a file is not a zoo.
     """
-    from wsnas._zoo import Zoo
     from wsnas.search_spaces import get_space
+    from wsnas.training import Zoo
 
     if not paths:
         raise ValueError("training from zoos needs at least one zoo file, got none")

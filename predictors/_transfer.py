@@ -135,8 +135,8 @@ def layer_types(
     Raises:
         ValueError: the space cannot build its networks at ``candidates.size``.
     """
-    from wsnas._zoo import sample_distinct
     from wsnas.encoding import skip_reset_parameters
+    from wsnas.training import sample_distinct
 
     space = candidates.space
     if archs is None:

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from wsnas import ZooRecord
 from wsnas._cli_predict import predict_cmd, predictor_group
-from wsnas._zoo import Zoo, sample_distinct
 from wsnas.predictors import load
 from wsnas.search_spaces import get_space
+from wsnas.training import Zoo, sample_distinct
 
 SPACE = get_space("nb201")
 TRAIN = ["--ensemble", "2", "--epochs", "4", "--hidden", "8", "--layers", "1", "-s", "C=4", "-s", "N=1", "--quiet"]

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 
 from wsnas._search_plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
-from wsnas._zoo import sample_distinct
 from wsnas.search_spaces import get_space
+from wsnas.training import sample_distinct
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsnas._datasets import _CifarUnpickler
-from wsnas._errors import WsnasError
-from wsnas._tasks import DatasetError, UnknownTask, cifar10, digits, get_task, synthetic
+from wsnas import DatasetError, UnknownTask, WsnasError
+from wsnas.training import cifar10, digits, get_task, synthetic
+from wsnas.training._datasets import _CifarUnpickler
 
 
 def _cifar_dir() -> Path:
@@ -54,7 +54,7 @@ def test_fingerprint_changes_with_every_recipe_field_and_the_data() -> None:
 
 def test_fingerprint_is_stable_across_processes() -> None:
     code = (
-        "from wsnas._tasks import cifar10, synthetic;"
+        "from wsnas.training import cifar10, synthetic;"
         f"print(synthetic(n=64, epochs=3, size={{'C': 4}}).fingerprint, cifar10({str(CIFAR)!r}).fingerprint)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

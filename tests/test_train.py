@@ -4,9 +4,8 @@ import numpy as np
 import torch
 
 from wsnas import count_params
-from wsnas._tasks import synthetic
-from wsnas._train import train, train_many
 from wsnas.search_spaces import NB201
+from wsnas.training import synthetic, train, train_many
 
 SPACE = NB201()
 CONV = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from wsnas import ZooFileError
 from wsnas._cli_zoo import zoo_group
-from wsnas._tasks import synthetic
-from wsnas._train import train
-from wsnas._zoo import Zoo, ZooFileError, ZooRecord, build_zoo, sample_distinct
 from wsnas.search_spaces import NB201
+from wsnas.training import Zoo, ZooRecord, build_zoo, sample_distinct, synthetic, train
 
 SPACE = NB201()
 TASK = synthetic(n=128, epochs=1, batch_size=32, size={"C": 4, "N": 1})
@@ -63,8 +62,7 @@ def test_build_continues_the_same_sample_sequence(tmp_path: Path) -> None:
 _BUILD = """
 import sys
 from wsnas.search_spaces import NB201
-from wsnas._tasks import synthetic
-from wsnas._zoo import build_zoo
+from wsnas.training import build_zoo, synthetic
 if __name__ == "__main__":
     task = synthetic(n=256, epochs=2, batch_size=16, size={"C": 4, "N": 1})
     build_zoo(NB201(), task, 10, 3, sys.argv[1], workers=1, progress=False)
@@ -129,6 +127,6 @@ def test_cli_build_show_and_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_cli_modules_import_no_torch() -> None:
-    code = "import sys, wsnas._cli_zoo, wsnas._zoo, wsnas._tasks; print('torch' in sys.modules)"
+    code = "import sys, wsnas._cli_zoo, wsnas.training; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -27,10 +27,23 @@ from wsnas._errors import (
     ZooFileError,
 )
 from wsnas._netstats import count_flops, count_params
-from wsnas._tasks import Task, TaskData, cifar10, digits, get_task, synthetic, task_names
-from wsnas._train import TrainResult, train, train_many
 from wsnas._version import __version__
-from wsnas._zoo import Zoo, ZooRecord, build_zoo, sample_distinct
+from wsnas.training import (
+    Task,
+    TaskData,
+    TrainResult,
+    Zoo,
+    ZooRecord,
+    build_zoo,
+    cifar10,
+    digits,
+    get_task,
+    sample_distinct,
+    synthetic,
+    task_names,
+    train,
+    train_many,
+)
 
 # name -> module, imported on first access (these modules import torch at import time)
 _LAZY: dict[str, str] = {

@@ -59,9 +59,8 @@ def build_cmd(
     Rerunning the same command resumes: architectures already in OUT (same space, hash, seed and task
     fingerprint) are skipped.
     """
-    from wsnas._tasks import get_task
-    from wsnas._zoo import build_zoo
     from wsnas.search_spaces import get_space
+    from wsnas.training import build_zoo, get_task
 
     space = get_space(space_name)
     if workers is not None and workers < 1:
@@ -91,7 +90,7 @@ def build_cmd(
 @click.option("--top", type=int, default=5, show_default=True, help="How many of the best to list.")
 def show_cmd(path: str, top: int) -> None:
     """Summarise the zoo FILE: record count, validation accuracy range, the best architectures."""
-    from wsnas._zoo import Zoo
+    from wsnas.training import Zoo
 
     if not os.path.isfile(path):
         raise CliError(f"zoo file {path!r} does not exist")

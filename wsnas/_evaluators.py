@@ -22,8 +22,8 @@ from wsnas._arch import Arch
 from wsnas._errors import EvaluatorError, InvalidArchitecture
 
 if TYPE_CHECKING:
-    from wsnas._tasks import Task
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training import Task
 
 __all__ = ["TrainEvaluator", "TableEvaluator", "CallableEvaluator", "as_evaluator", "evaluator_from_spec"]
 
@@ -47,7 +47,7 @@ class TrainEvaluator:
 
     def __post_init__(self) -> None:
         if isinstance(self.task, str):
-            from wsnas._tasks import get_task
+            from wsnas.training import get_task
 
             object.__setattr__(self, "_spec", f"train:{self.task}")
             object.__setattr__(self, "task", get_task(self.task))
@@ -73,7 +73,7 @@ class TrainEvaluator:
         return dict(task.build_kwargs), tuple(task.input_shape)
 
     def __call__(self, arch: Arch) -> dict[str, float]:
-        from wsnas._train import train
+        from wsnas.training import train
 
         space = self.space
         if space is None:

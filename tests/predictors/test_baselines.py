@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from wsnas._zoo import sample_distinct
 from wsnas.predictors import EncoderConfig, WeightPredictor
 from wsnas.predictors._baselines import ArchGNNBaseline, WeightStatsBaseline, ZeroCostBaseline
 from wsnas.predictors._shuffled import ShuffledCandidateGraphs, ShuffledWeightPredictor
 from wsnas.predictors._training import spearman
 from wsnas.predictors._zero_cost import ZERO_COST_PROXIES
 from wsnas.search_spaces import get_space
+from wsnas.training import sample_distinct
 
 SPACE = get_space("nb201")
 SIZE = {"C": 4, "N": 1}

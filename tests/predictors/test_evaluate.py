@@ -15,10 +15,10 @@ from scipy.stats import spearmanr
 
 from wsnas import ZooRecord
 from wsnas._cli_eval import eval_cmd
-from wsnas._zoo import Zoo, sample_distinct
 from wsnas.predictors import EncoderConfig
 from wsnas.predictors._evaluate import EvalTable, evaluate, top_fraction_precision
 from wsnas.search_spaces import get_space
+from wsnas.training import Zoo, sample_distinct
 
 SPACE = get_space("nb201")
 SIZE = {"C": 4, "N": 1}

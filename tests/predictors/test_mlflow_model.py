@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from wsnas import PredictorFileError
-from wsnas._zoo import sample_distinct
 from wsnas.predictors import EncoderConfig, WeightPredictor, load, log_predictor
 from wsnas.search_spaces import get_space
+from wsnas.training import sample_distinct
 
 SPACE = get_space("nb201")
 

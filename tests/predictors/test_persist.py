@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from wsnas import PredictorFileError
-from wsnas._zoo import sample_distinct
 from wsnas.predictors import EncoderConfig, WeightPredictor, load, save
 from wsnas.predictors._persist import _digest
 from wsnas.search_spaces import get_space
+from wsnas.training import sample_distinct
 
 SPACE = get_space("nb201")
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from wsnas import InvalidArchitecture, ZooRecord, generate, graph_template, weight_spec
-from wsnas._zoo import Zoo, sample_distinct
 from wsnas.encoding import CandidateGraphs, build_batch
 from wsnas.predictors import EncoderConfig, Prediction, WeightPredictor, pairwise_ranking_loss
 from wsnas.predictors._training import spearman
 from wsnas.search_spaces import get_space
+from wsnas.training import Zoo, sample_distinct
 
 SPACE = get_space("nb201")
 SIZE = {"C": 4, "N": 1}

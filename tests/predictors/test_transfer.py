@@ -20,7 +20,6 @@ from click.testing import CliRunner
 
 from wsnas import ZooRecord
 from wsnas._cli_predict import predictor_group
-from wsnas._zoo import Zoo, sample_distinct
 from wsnas.predictors import (
     TRANSFER_SIZES,
     EncoderConfig,
@@ -31,6 +30,7 @@ from wsnas.predictors import (
     seen_layer_types,
 )
 from wsnas.search_spaces import GraphSpace, get_space
+from wsnas.training import Zoo, sample_distinct
 
 NB201, NB101, MACRO = get_space("nb201"), get_space("nb101"), get_space("macro")
 TINY = EncoderConfig(hidden=8, layers=1)

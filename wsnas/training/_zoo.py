@@ -24,9 +24,9 @@ from wsnas._errors import ZooFileError
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
-    from wsnas._tasks import Task
-    from wsnas._train import TrainResult
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training._tasks import Task
+    from wsnas.training._train import TrainResult
 
 __all__ = ["Zoo", "ZooRecord", "ZooFileError", "build_zoo", "sample_distinct"]
 
@@ -237,7 +237,7 @@ def build_zoo(
     """
     from tqdm import tqdm
 
-    from wsnas._train import train_many
+    from wsnas.training._train import train_many
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")

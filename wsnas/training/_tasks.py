@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsnas._datasets import DataSource, _load_digits, cifar10_source
 from wsnas._errors import DatasetError, UnknownTask
+from wsnas.training._datasets import DataSource, _load_digits, cifar10_source
 
 if TYPE_CHECKING:
     import torch

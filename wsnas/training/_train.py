@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-    from wsnas._tasks import Task, TaskData
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training._tasks import Task, TaskData
 
 __all__ = ["TrainResult", "train", "train_many"]
 
