@@ -16,14 +16,14 @@ from typing import Any
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["EncoderConfig", "WeightEncoder", "AGGREGATORS"], "wsnas.predictors._encoder"),
     **dict.fromkeys(["ZERO_COST_PROXIES", "zero_cost", "zero_cost_all"], "wsnas.predictors._zero_cost"),
-    **dict.fromkeys(["WeightPredictor", "Prediction"], "wsnas.predictors._predictor"),
+    **dict.fromkeys(["WeightPredictor", "Prediction", "load"], "wsnas.predictors._predictor"),
     **dict.fromkeys(["pairwise_ranking_loss"], "wsnas.predictors._training"),
-    **dict.fromkeys(["save", "load", "SHIPPED_DIR"], "wsnas.predictors._persist"),
+    **dict.fromkeys(["save", "SHIPPED_DIR", "download_predictor"], "wsnas.predictors._persist"),
     **dict.fromkeys(
         ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],
         "wsnas.predictors._baselines",
     ),  # fmt: skip
-    **dict.fromkeys(["log_predictor", "download_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
+    **dict.fromkeys(["log_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
     **dict.fromkeys(["evaluate", "EvalTable", "top_fraction_precision", "METHODS"], "wsnas.predictors._evaluate"),
     **dict.fromkeys(

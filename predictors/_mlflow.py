@@ -12,13 +12,13 @@ loading one never runs code that came with it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsnas._errors import PredictorFileError
+from wsnas.predictors._persist import MODEL_DATA as _DATA
+from wsnas.predictors._persist import MODEL_URI_SCHEMES, download_predictor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["log_predictor", "download_predictor", "PyfuncPredictor", "MODEL_URI_SCHEMES"]
 
-#: URIs that :func:`wsnas.predictors.load` resolves through MLflow
-MODEL_URI_SCHEMES = ("models:/", "runs:/")
-_DATA = "predictor.safetensors"
 
 
 class PyfuncPredictor:
@@ -76,7 +73,7 @@ def _strings(model_input: Any) -> tuple[list[str], Any]:
 
 def _load_pyfunc(data_path: str) -> PyfuncPredictor:
     """The pyfunc loader hook: ``data_path`` is the model's copy of the predictor file."""
-    from wsnas.predictors._persist import load
+    from wsnas.predictors._predictor import load
 
     path = Path(data_path)
     if path.is_dir():
@@ -120,21 +117,3 @@ def log_predictor(
         with mlflow.start_run():
             return mlflow.pyfunc.log_model(**options)
 
-
-def download_predictor(uri: str, dst: str | os.PathLike[str] | None = None) -> Path:
-    """The predictor file of the MLflow model at ``uri`` (``models:/NAME/VERSION``, ``runs:/ID/NAME``),
-    downloaded to ``dst`` (default: a new temporary folder).
-
-    Raises:
-        wsnas.PredictorFileError: the model cannot be fetched or is not a wsnas predictor model.
-    """
-    import mlflow
-
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if dst is None else str(dst)))
-    except Exception as exc:  # MlflowException, connection errors: one clear message
-        raise PredictorFileError(f"cannot fetch the MLflow model {uri!r}: {type(exc).__name__}: {exc}") from None
-    found = sorted(local.rglob(_DATA))
-    if not found:
-        raise PredictorFileError(f"the MLflow model {uri!r} holds no {_DATA} (not a wsnas predictor model)")
-    return found[0]

@@ -1,7 +1,7 @@
 """Scoring many architectures with a predictor in several single-threaded worker processes.
 
->>> with WorkerPool(pred, workers=2) as pool:      # the workers start now
-...     scores = pool.scores(archs, batch_size=64)    # [K, n], as one process gives
+>>> with WorkerPool(pred, workers=2, cls=WeightPredictor) as pool:  # the workers start now
+...     scores = pool.scores(archs, batch_size=64)                     # [K, n], as one process gives
 
 On the CPU the work per architecture (build the network at the encoding width, trace it, generate its
 weights, run every encoder) is single-threaded Python and small tensor ops: two processes of one thread
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wsnas.predictors._persist import load_as, save
+
 if TYPE_CHECKING:
     from wsnas._arch import Arch
     from wsnas.predictors._predictor import WeightPredictor
@@ -32,14 +34,12 @@ __all__ = ["WorkerPool", "use_workers"]
 _WORKER: WeightPredictor | None = None  # the predictor of this worker process
 
 
-def _init(path: str, space: SearchSpace) -> None:
+def _init(path: str, space: SearchSpace, cls: type[WeightPredictor]) -> None:
     global _WORKER
     import torch
 
-    from wsnas.predictors._persist import load
-
     torch.set_num_threads(1)
-    _WORKER = load(path, device="cpu", space=space)
+    _WORKER = load_as(cls, path, device="cpu", space=space)
 
 
 def _score(texts: list[str], batch_size: int) -> np.ndarray:
@@ -57,20 +57,19 @@ class WorkerPool:
 
     The workers import torch and load the predictor while the caller goes on (validating its input,
     say): on 2 CPU cores that start-up is a few seconds per process, overlapped rather than waited for.
-    Use as a context manager; :meth:`scores` may be called more than once.
+    Use as a context manager; :meth:`scores` may be called more than once. ``cls`` is the class the
+    workers load ``pred``'s file as (``WeightPredictor``; this module imports no predictor class), and
+    ``pred`` must be exactly of it.
 
     Raises:
-        ValueError: ``pred`` is a subclass of :class:`WeightPredictor` (its file would load as the base
-            class and score differently).
+        ValueError: ``pred`` is not exactly a ``cls`` (a subclass of :class:`WeightPredictor`: its file
+            would load as the base class and score differently).
     """
 
-    def __init__(self, pred: WeightPredictor, workers: int) -> None:
+    def __init__(self, pred: WeightPredictor, workers: int, *, cls: type[WeightPredictor]) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
-        from wsnas.predictors._persist import save
-        from wsnas.predictors._predictor import WeightPredictor
-
-        if type(pred) is not WeightPredictor:
+        if type(pred) is not cls:
             raise ValueError(f"workers > 1 needs a plain WeightPredictor, got {type(pred).__name__}")
         self.pred = pred
         self._tmp = tempfile.TemporaryDirectory(prefix="wsnas-predict-")
@@ -78,7 +77,7 @@ class WorkerPool:
             path = str(save(pred, Path(self._tmp.name) / "predictor.safetensors"))
             ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             self._pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init, initargs=(path, pred.space)
+                max_workers=workers, mp_context=ctx, initializer=_init, initargs=(path, pred.space, cls)
             )
             for _ in range(workers):
                 self._pool.submit(_ready)

@@ -11,6 +11,10 @@ Loading reads the file with ``safetensors.safe_open`` (data only: nothing is exe
 digests, rebuilds the predictor from its card and checks that the tensors are exactly the ones its
 members need. Any problem is a :class:`~wsnas.PredictorFileError` naming the path and what is wrong.
 Saving writes a temporary file in the target folder and renames it over the target (atomic).
+
+This module knows no predictor class: :func:`load_as` builds the class it is given, and
+:func:`wsnas.predictors.load` is ``load_as(WeightPredictor, ...)`` (in :mod:`wsnas.predictors._predictor`),
+so the predictor can save and load itself through this module without an import cycle.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wsnas._errors import PredictorFileError
+from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 
 if TYPE_CHECKING:
     import torch
@@ -31,11 +36,17 @@ if TYPE_CHECKING:
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["save", "load", "shipped_path", "SHIPPED_DIR"]
+__all__ = ["save", "load_as", "shipped_path", "download_predictor", "SHIPPED_DIR", "MODEL_URI_SCHEMES"]
+
+P = TypeVar("P", bound="WeightPredictor")
 
 #: where the predictors that ship with wsnas live: ``load("nb201")`` reads ``SHIPPED_DIR / "nb201.safetensors"``
 SHIPPED_DIR = Path(__file__).resolve().parent / "_shipped"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: URIs that :func:`load_as` resolves through MLflow
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
+#: the predictor file's name inside an MLflow model (see :mod:`wsnas.predictors._mlflow`)
+MODEL_DATA = "predictor.safetensors"
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -60,8 +71,6 @@ def save(predictor: WeightPredictor, path: str | os.PathLike[str]) -> Path:
         ValueError: the predictor is not fitted.
     """
     from safetensors.torch import save_file
-
-    from wsnas.predictors._predictor import FORMAT, FORMAT_VERSION
 
     if not predictor.fitted:
         raise ValueError("save needs a fitted predictor: call fit() or from_zoo() first")
@@ -136,8 +145,6 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 
 
 def _card(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    from wsnas.predictors._predictor import FORMAT, FORMAT_VERSION
-
     where = repr(str(path))
     if metadata.get("format") != FORMAT or "card" not in metadata:
         raise PredictorFileError(
@@ -166,11 +173,10 @@ def _card(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor]
 
 
 def _rebuild(
-    path: Path, card: dict[str, Any], device: torch.device | str | None, space: SearchSpace | None = None
-) -> WeightPredictor:
+    cls: type[P], path: Path, card: dict[str, Any], device: torch.device | str | None, space: SearchSpace | None = None
+) -> P:
     from wsnas._errors import UnknownSearchSpace
     from wsnas.predictors._encoder import EncoderConfig
-    from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import get_space
 
     where = repr(str(path))
@@ -189,7 +195,7 @@ def _rebuild(
         enc = dict(card["encoder"])
         enc["aggregators"] = tuple(enc["aggregators"])
         encoding = card["encoding"]
-        pred = WeightPredictor(
+        pred = cls(
             space,
             encoder=EncoderConfig(**enc),
             ensemble=card["ensemble"],
@@ -215,15 +221,17 @@ def _rebuild(
     return pred
 
 
-def load(
+def load_as(
+    cls: type[P],
     path_or_name: str | os.PathLike[str],
     *,
     device: torch.device | str | None = None,
     space: SearchSpace | None = None,
-) -> WeightPredictor:
-    """Load a predictor file, or a shipped predictor by name (``load("nb201")``).
+) -> P:
+    """Load a predictor file, or a shipped predictor by name (``load("nb201")``), as a ``cls``.
 
     Args:
+        cls: the predictor class its card rebuilds (:func:`wsnas.predictors.load`: ``WeightPredictor``).
         path_or_name: a file written by :func:`save`, the name of a shipped predictor (a bare name
             such as ``"nb201"`` that is not an existing file), or an MLflow model URI
             (``models:/NAME/VERSION``, ``runs:/RUN_ID/NAME``) of a predictor logged with
@@ -237,17 +245,13 @@ def load(
             safetensors, no or invalid card, another format version), is truncated, was tampered with
             (a digest does not match), or its tensors are missing, extra or of the wrong shape.
     """
-    if isinstance(path_or_name, str) and path_or_name.startswith(("models:/", "runs:/")):
-        import tempfile
-
-        from wsnas.predictors._mlflow import download_predictor
-
+    if isinstance(path_or_name, str) and path_or_name.startswith(MODEL_URI_SCHEMES):
         with tempfile.TemporaryDirectory(prefix="wsnas-model-") as tmp:  # the tensors are read into memory
-            return load(download_predictor(path_or_name, tmp), device=device, space=space)
+            return load_as(cls, download_predictor(path_or_name, tmp), device=device, space=space)
     path = _resolve(path_or_name)
     metadata, tensors = _read(path)
     card = _card(path, metadata, tensors)
-    pred = _rebuild(path, card, device, space)
+    pred = _rebuild(cls, path, card, device, space)
     where = repr(str(path))
     expected = {f"m{i}.{k}": v for i, m in enumerate(pred.members) for k, v in m.state_dict().items()}
     missing = sorted(set(expected) - set(tensors))
@@ -270,3 +274,22 @@ def load(
         member.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     pred.fitted = bool(card.get("fitted", True))
     return pred
+
+
+def download_predictor(uri: str, dst: str | os.PathLike[str] | None = None) -> Path:
+    """The predictor file of the MLflow model at ``uri`` (``models:/NAME/VERSION``, ``runs:/ID/NAME``),
+    downloaded to ``dst`` (default: a new temporary folder).
+
+    Raises:
+        wsnas.PredictorFileError: the model cannot be fetched or is not a wsnas predictor model.
+    """
+    import mlflow
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if dst is None else str(dst)))
+    except Exception as exc:  # MlflowException, connection errors: one clear message
+        raise PredictorFileError(f"cannot fetch the MLflow model {uri!r}: {type(exc).__name__}: {exc}") from None
+    found = sorted(local.rglob(MODEL_DATA))
+    if not found:
+        raise PredictorFileError(f"the MLflow model {uri!r} holds no {MODEL_DATA} (not a wsnas predictor model)")
+    return found[0]

@@ -26,6 +26,9 @@ import torch
 from wsnas._arch import Arch
 from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
+from wsnas.predictors._format import FORMAT, FORMAT_VERSION
+from wsnas.predictors._parallel import WorkerPool, use_workers
+from wsnas.predictors._persist import load_as, save
 from wsnas.predictors._training import (
     as_targets,
     check_positive,
@@ -35,16 +38,12 @@ from wsnas.predictors._training import (
     spearman,
     zoo_training_set,
 )
-from wsnas.predictors._transfer import layer_types
+from wsnas.predictors._transfer import layer_types, transfer
 
 if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION"]
-
-#: ``card["format"]`` and ``card["format_version"]`` of predictors this version writes and reads
-FORMAT = "wsnas-predictor"
-FORMAT_VERSION = 1
+__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load"]
 
 
 @dataclass(frozen=True)
@@ -361,9 +360,7 @@ class WeightPredictor:
         Raises:
             ValueError: ``space`` cannot build its networks at ``size``. RuntimeError: not fitted.
         """
-        from wsnas.predictors._transfer import transfer
-
-        return transfer(self, space, size=size, check=check, adapt=adapt)
+        return transfer(self, space, size=size, check=check, adapt=adapt, cls=WeightPredictor)
 
     # -- prediction --------------------------------------------------------------------------------------
     def predict(
@@ -383,13 +380,12 @@ class WeightPredictor:
         Returns:
             :class:`Prediction` with ``score [n]`` (ensemble mean) and ``uncertainty [n]`` (ensemble std).
         """
-        from wsnas.predictors._parallel import WorkerPool, use_workers
-
         self._require_fitted("predict")
         check_positive(batch_size=batch_size, workers=workers)
         count = use_workers(self, len(archs), batch_size=batch_size, workers=workers)
         if count:
-            with WorkerPool(self, count) as pool:  # the workers start while the input is validated here
+            # the workers start while the input is validated here
+            with WorkerPool(self, count, cls=WeightPredictor) as pool:
                 scores = pool.scores(self._archs(archs), batch_size=batch_size, progress=progress)
         else:
             scores = self._member_scores(self._archs(archs), batch_size, progress)
@@ -416,15 +412,11 @@ class WeightPredictor:
 
     def save(self, path: str | os.PathLike[str]) -> os.PathLike[str]:
         """Write the predictor to one safetensors file (see :func:`wsnas.predictors.save`)."""
-        from wsnas.predictors._persist import save
-
         return save(self, path)
 
     @staticmethod
     def load(path_or_name: str | os.PathLike[str], *, device: torch.device | str | None = None) -> WeightPredictor:
         """Read a predictor file or a shipped predictor by name (see :func:`wsnas.predictors.load`)."""
-        from wsnas.predictors._persist import load
-
         return load(path_or_name, device=device)
 
     def _require_fitted(self, what: str) -> None:
@@ -464,3 +456,18 @@ class WeightPredictor:
         assert pred.training_data is not None
         pred.training_data.update(description)
         return pred
+
+
+def load(
+    path_or_name: str | os.PathLike[str],
+    *,
+    device: torch.device | str | None = None,
+    space: SearchSpace | None = None,
+) -> WeightPredictor:
+    """Load a predictor file, a shipped predictor by name (``load("nb201")``) or an MLflow model URI as a
+    :class:`WeightPredictor`; see :func:`wsnas.predictors._persist.load_as` for the arguments.
+
+    Raises:
+        wsnas.PredictorFileError: the file is missing, not a wsnas predictor file, truncated or tampered with.
+    """
+    return load_as(WeightPredictor, path_or_name, device=device, space=space)

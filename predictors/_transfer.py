@@ -237,10 +237,11 @@ def transfer(
     size: dict[str, Any] | None = None,
     check: int = CHECK_SAMPLE,
     adapt: bool = False,
+    cls: type[WeightPredictor],
 ) -> WeightPredictor:
     """A copy of ``pred`` bound to ``space``: the same trained members and target statistics, its networks
-    encoded at ``size`` (``None``: :func:`default_transfer_size`). See :meth:`WeightPredictor.transfer`."""
-    from wsnas.predictors._predictor import WeightPredictor
+    encoded at ``size`` (``None``: :func:`default_transfer_size`). See :meth:`WeightPredictor.transfer`.
+    ``cls`` is the class of the copy (the predictor passes its own base class: this module imports none)."""
     from wsnas.search_spaces import SearchSpace, get_space
 
     pred._require_fitted("transfer")
@@ -253,7 +254,7 @@ def transfer(
         raise ValueError(f"check must be an int >= 1, got {check!r}")
     enc_size = default_transfer_size(space_obj) if size is None else dict(size)
     seen = seen_layer_types(pred)
-    new = WeightPredictor(
+    new = cls(
         space_obj, encoder=pred.encoder, ensemble=pred.ensemble, seed=pred.seed, size=enc_size,
         init=pred.candidates.init, device=pred.device,
     )  # fmt: skip

@@ -149,7 +149,7 @@ def eval_cmd(
         init = "kaiming_normal"
         encoder = encoder_config(hidden, layers, aggregators)
         if predictor_path is not None:
-            from wsnas.predictors._persist import load
+            from wsnas.predictors import load
 
             card = load(predictor_path, device="cpu").card
             enc = dict(card["encoder"])

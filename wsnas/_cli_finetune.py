@@ -63,7 +63,7 @@ def finetune_cmd(
         size = parse_size(size_items) or None
         import numpy as np
 
-        from wsnas.predictors._persist import load
+        from wsnas.predictors import load
         from wsnas.predictors._training import ZOO_TARGETS, zoo_training_set
         from wsnas.search_spaces import get_space
 

@@ -193,7 +193,7 @@ def predict_cmd(
                 archs.append(space.from_string(text))
             except InvalidArchitecture as exc:
                 raise CliError(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
-        from wsnas.predictors._persist import load
+        from wsnas.predictors import load
 
         pred = load(predictor_path if predictor_path is not None else space.name)
         if pred.space.name != space.name:
