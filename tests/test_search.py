@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import wsnas
 from wsnas._cli import main
-from wsnas._search_store import is_token
+from wsnas._search._store import is_token
 from wsnas.search_spaces import get_space
 
 SPACE = get_space("nb201")
@@ -241,7 +241,7 @@ def test_cli_bad_input_is_one_line(table, pred_file, tmp_path) -> None:
 
 
 def test_evaluator_results_are_normalised() -> None:
-    from wsnas._evaluators import CallableEvaluator
+    from wsnas._search._evaluators import CallableEvaluator
 
     arch = SPACE.sample(np.random.default_rng(0))
     assert CallableEvaluator(lambda a: 0.5)(arch) == {"accuracy": 0.5}

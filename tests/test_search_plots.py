@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from wsnas._search_plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
+from wsnas._search._plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import wsnas
 from wsnas._cli import main
-from wsnas._tracking import TrackingWarning
+from wsnas._search._tracker import TrackingWarning
 from wsnas.search_spaces import get_space
 
 SPACE = get_space("nb201")

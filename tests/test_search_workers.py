@@ -24,7 +24,7 @@ import optuna
 import pytest
 
 import wsnas
-from wsnas._search_store import is_token
+from wsnas._search._store import is_token
 from wsnas.predictors import WeightPredictor
 from wsnas.search_spaces import get_space
 
@@ -93,7 +93,7 @@ def _start(setup: dict, storage: str, out: Path, **extra) -> subprocess.Popen:
 
 
 def _real(storage: str) -> list[optuna.trial.FrozenTrial]:
-    from wsnas._search_store import open_storage
+    from wsnas._search._store import open_storage
 
     backend, _ = open_storage(storage, Path("."))
     study = optuna.load_study(study_name="shared", storage=backend)
@@ -202,7 +202,7 @@ def test_sigkill_mid_search_then_rerun_resumes_without_repeat_or_loss(setup, tmp
 OPENER = """
 import sys, time
 from pathlib import Path
-from wsnas._search_store import open_storage
+from wsnas._search._store import open_storage
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))  # all openers start together
 storage, _ = open_storage(sys.argv[1], Path("."))

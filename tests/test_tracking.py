@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from wsnas._tracking import SearchTracker, TrackedEvaluation, TrackingWarning, default_tracking_uri
+from wsnas._search._tracker import SearchTracker, TrackedEvaluation, TrackingWarning, default_tracking_uri
 
 
 def evaluation(i: int) -> TrackedEvaluation:

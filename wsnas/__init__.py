@@ -53,9 +53,11 @@ _LAZY: dict[str, str] = {
          "NODE_FEATURES", "graph_template", "CandidateGraphs"],
         "wsnas.encoding",
     ),  # fmt: skip
-    **dict.fromkeys(["search", "join", "SearchResult", "SearchRecord"], "wsnas._search"),
-    **dict.fromkeys(["TrainEvaluator", "TableEvaluator", "CallableEvaluator"], "wsnas._evaluators"),
-    **dict.fromkeys(["OBJECTIVES", "NetMeasures"], "wsnas._objectives"),
+    **dict.fromkeys(
+        ["search", "join", "SearchResult", "SearchRecord", "TrainEvaluator", "TableEvaluator", "CallableEvaluator",
+         "OBJECTIVES", "NetMeasures"],
+        "wsnas._search",
+    ),  # fmt: skip
 }
 
 __all__ = [

@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsnas._objectives import OBJECTIVES, pareto_indices
-from wsnas._search_store import token_finished
+from wsnas._search._objectives import OBJECTIVES, pareto_indices
+from wsnas._search._store import token_finished
 
 if TYPE_CHECKING:
     import optuna
 
     from wsnas._arch import Arch
-    from wsnas._search_loop import Plan
+    from wsnas._search._loop import Plan
 
 __all__ = ["SearchRecord", "SearchResult", "build_result", "write_json"]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsnas._errors import SearchConfigError
-from wsnas._objectives import OBJECTIVES, NetMeasures, check_objectives
-from wsnas._search_loop import Loop, Plan
-from wsnas._search_result import SearchRecord, SearchResult, build_result, write_json
-from wsnas._search_store import Coordinator, _quiet_optuna, config_digest, open_storage, open_study, token_finished
-from wsnas._search_tracking import (
+from wsnas._search._loop import Loop, Plan
+from wsnas._search._objectives import OBJECTIVES, NetMeasures, check_objectives
+from wsnas._search._result import SearchRecord, SearchResult, build_result, write_json
+from wsnas._search._store import Coordinator, _quiet_optuna, config_digest, open_storage, open_study, token_finished
+from wsnas._search._tracking import (
     evaluation_of,
     finished_evaluations,
     log_artifacts,
@@ -35,7 +35,7 @@ from wsnas._search_tracking import (
 if TYPE_CHECKING:
     import optuna
 
-    from wsnas._tracking import SearchTracker
+    from wsnas._search._tracker import SearchTracker
     from wsnas.search_spaces import SearchSpace
 
 __all__ = ["search", "join", "SearchResult", "SearchRecord", "SAMPLERS"]
@@ -98,7 +98,7 @@ def _plan(
     kappa: float,
     fine_tune_epochs: int,
 ) -> Plan:
-    from wsnas._evaluators import TrainEvaluator, as_evaluator
+    from wsnas._search._evaluators import TrainEvaluator, as_evaluator
     from wsnas.search_spaces import get_space
 
     space_obj = get_space(space) if isinstance(space, str) else space
@@ -198,7 +198,7 @@ def search(
         kappa: the uncertainty weight of the ranking ``score + kappa * uncertainty``.
         fine_tune_epochs: epochs of each online fine-tuning of the predictor.
         stale_after: seconds without a heartbeat after which another worker's evaluation counts as dead.
-        tracking: MLflow tracking (see :mod:`wsnas._tracking`): ``True`` logs to ``$MLFLOW_TRACKING_URI``
+        tracking: MLflow tracking (see :mod:`wsnas._search._tracker`): ``True`` logs to ``$MLFLOW_TRACKING_URI``
             or else ``sqlite:///OUTPUT_DIR/mlflow.db``; a string is a tracking URI; ``False`` turns it off;
             ``None`` (default) is ``True`` unless the environment sets ``WSNAS_TRACKING=0``.
             A tracking failure never stops the search (one warning; ``wsnas track sync`` fills the gap).

@@ -1,5 +1,5 @@
 """A search's MLflow tracking: what the loop reports after each evaluation, the end-of-search artifacts,
-and ``wsnas track sync``. The MLflow side (runs, retries, idempotency) is :mod:`wsnas._tracking`.
+and ``wsnas track sync``. The MLflow side (runs, retries, idempotency) is :mod:`wsnas._search._tracker`.
 
 Everything is read back from the Optuna study (the source of truth), so live tracking and a later sync
 log the same runs: a child run per finished real evaluation (its trial number is the key), best-so-far
@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsnas._tracking import SearchTracker, TrackedEvaluation, default_tracking_uri
+from wsnas._search._tracker import SearchTracker, TrackedEvaluation, default_tracking_uri
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from wsnas._search_result import SearchResult
+    from wsnas._search._result import SearchResult
 
 __all__ = ["tracker_for", "search_config", "evaluation_of", "finished_evaluations", "log_progress",
            "log_artifacts", "sync"]  # fmt: skip
@@ -92,7 +92,7 @@ def evaluation_of(t: FrozenTrial, objectives: Sequence[str]) -> TrackedEvaluatio
 
 def finished_evaluations(study: optuna.Study) -> list[FrozenTrial]:
     """Finished real-evaluation trials in evaluation order (completion time, then number)."""
-    from wsnas._search_store import is_token, token_finished
+    from wsnas._search._store import is_token, token_finished
 
     done = [t for t in study.get_trials(deepcopy=False) if is_token(t) and token_finished(t)]
     return sorted(done, key=lambda t: (t.datetime_complete, t.number))
@@ -126,7 +126,7 @@ def log_progress(tracker: SearchTracker, done: Sequence[FrozenTrial], objectives
 
 def log_artifacts(tracker: SearchTracker, result: SearchResult, folder: Path) -> list[Path]:
     """Write the search's pictures and tables to ``folder`` and log them on the parent run; the files."""
-    from wsnas._search_plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
+    from wsnas._search._plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
 
     folder.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -171,7 +171,7 @@ def sync(study: optuna.Study, tracker: SearchTracker, storage: str = "") -> tupl
         RuntimeError: MLflow cannot be reached.
     """
     from wsnas._errors import SearchConfigError
-    from wsnas._search_store import CONFIG_KEY
+    from wsnas._search._store import CONFIG_KEY
 
     config = study.user_attrs.get(CONFIG_KEY)
     if config is None:

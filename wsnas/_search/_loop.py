@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsnas._errors import EvaluatorError
-from wsnas._evaluators import check_values
-from wsnas._objectives import NetMeasures, front_ranks
-from wsnas._search_store import Coordinator, token_finished, token_used
+from wsnas._search._evaluators import check_values
+from wsnas._search._objectives import NetMeasures, front_ranks
+from wsnas._search._store import Coordinator, token_finished, token_used
 
 if TYPE_CHECKING:
     from collections.abc import Callable
