@@ -17,7 +17,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["EncoderConfig", "WeightEncoder", "AGGREGATORS"], "wsnas.predictors._encoder"),
     **dict.fromkeys(["ZERO_COST_PROXIES", "zero_cost", "zero_cost_all"], "wsnas.predictors._zero_cost"),
     **dict.fromkeys(["WeightPredictor", "Prediction", "load"], "wsnas.predictors._predictor"),
-    **dict.fromkeys(["pairwise_ranking_loss"], "wsnas.predictors._training"),
+    **dict.fromkeys(
+        ["pairwise_ranking_loss", "spearman", "zoo_training_set", "ZOO_TARGETS"], "wsnas.predictors._training"
+    ),
     **dict.fromkeys(["save", "SHIPPED_DIR", "download_predictor"], "wsnas.predictors._persist"),
     **dict.fromkeys(
         ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],

@@ -54,8 +54,8 @@ _LAZY: dict[str, str] = {
         "wsnas.encoding",
     ),  # fmt: skip
     **dict.fromkeys(
-        ["search", "join", "SearchResult", "SearchRecord", "TrainEvaluator", "TableEvaluator", "CallableEvaluator",
-         "OBJECTIVES", "NetMeasures"],
+        ["search", "join", "SearchResult", "SearchRecord", "SearchPredictor", "TrainEvaluator", "TableEvaluator",
+         "CallableEvaluator", "OBJECTIVES", "NetMeasures"],
         "wsnas._search",
     ),  # fmt: skip
 }

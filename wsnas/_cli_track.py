@@ -23,7 +23,7 @@ __all__ = ["ui_cmd", "track_group", "ui_command_line"]
 def _tracking_uri(tracking_uri: str | None, output_dir: str) -> str:
     if tracking_uri:
         return tracking_uri
-    from wsnas._search._tracker import default_tracking_uri
+    from wsnas._search import default_tracking_uri
 
     return default_tracking_uri(output_dir)
 
@@ -94,14 +94,12 @@ def sync_cmd(study_name: str, storage: str | None, output_dir: str, tracking_uri
     twice creates no duplicates. Use it after a search ran while the tracking server was down.
     """
     with one_line_errors():
-        from wsnas._search._store import _quiet_optuna, open_storage, open_study
-        from wsnas._search._tracker import SearchTracker
-        from wsnas._search._tracking import sync
+        from wsnas._search import SearchTracker, open_storage, open_study, quiet_optuna, sync
 
         if storage is None and not (Path(output_dir) / "search.db").is_file():
             raise CliError(f"no search storage in {output_dir!r}: pass --storage or --output-dir")
         storage_obj, url = open_storage(storage, Path(output_dir))
-        with _quiet_optuna():
+        with quiet_optuna():
             study, _ = open_study(storage_obj, study_name, [], None)
         tracker = SearchTracker(_tracking_uri(tracking_uri, output_dir), study_name)
         try:

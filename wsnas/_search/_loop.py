@@ -21,45 +21,17 @@ import numpy as np
 
 from wsnas._errors import EvaluatorError
 from wsnas._search._evaluators import check_values
-from wsnas._search._objectives import NetMeasures, front_ranks
+from wsnas._search._objectives import front_ranks
+from wsnas._search._optuna import generation_key
 from wsnas._search._store import Coordinator, token_finished, token_used
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import optuna
 
     from wsnas._arch import Arch
-    from wsnas.search_spaces import SearchSpace
+    from wsnas._search._config import SearchConfig
 
-__all__ = ["Plan", "Loop"]
-
-
-@dataclass
-class Plan:
-    """Everything a worker needs, validated: what :func:`wsnas.search` resolved from its arguments."""
-
-    space: SearchSpace
-    objectives: tuple[str, ...]
-    directions: list[str]
-    evaluator: Callable[[Arch], dict[str, float]] | None
-    eval_budget: int
-    predictor: Any
-    sampler_factory: Callable[[int], optuna.samplers.BaseSampler]
-    n_candidates: int
-    batch_size: int
-    seed: int
-    max_params: int | None
-    kappa: float
-    fine_tune_epochs: int
-    measures: NetMeasures
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def evals_per_round(self) -> int:
-        if self.predictor is None:
-            return 1
-        return max(1, round(self.eval_budget * self.batch_size / max(self.n_candidates, 1)))
+__all__ = ["Loop"]
 
 
 @dataclass
@@ -74,17 +46,19 @@ class Candidate:
 
 
 class Loop:
-    """The rounds of one worker on ``study`` (see the module docstring)."""
+    """The rounds of one worker on ``study`` (see the module docstring); ``worker`` is its position among
+    the study's workers (0: the first), which seeds its sampler (:meth:`SearchConfig.worker_seed`)."""
 
     def __init__(
-        self, plan: Plan, study: optuna.Study, coordinator: Coordinator, bar: Any, screening_log: Any = None
-    ) -> None:
-        self.plan = plan
+        self, config: SearchConfig, study: optuna.Study, coordinator: Coordinator, bar: Any, *, worker: int = 0,
+        screening_log: Any = None,
+    ) -> None:  # fmt: skip
+        self.config = config
         self.study = study
         self.coord = coordinator
         self.bar = bar
         self.log = screening_log
-        self.sampler = plan.sampler_factory(plan.seed)
+        self.sampler = config.sampler(config.worker_seed(worker))
         self.tuned_on = 0
         self.screened = 0
         self.poll = 0.2
@@ -94,13 +68,12 @@ class Loop:
     def _mirror(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
         """An in-memory study holding the finished trials' params and values, for the sampler."""
         import optuna
-        from optuna.samplers._ga import BaseGASampler
         from optuna.trial import TrialState
 
-        mirror = optuna.create_study(directions=self.plan.directions, sampler=self.sampler)
+        mirror = optuna.create_study(directions=self.config.directions, sampler=self.sampler)
         kinds = ("eval", "predicted")
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("kind") in kinds]
-        gen_key = self.sampler._get_generation_key() if isinstance(self.sampler, BaseGASampler) else None
+        gen_key = generation_key(self.sampler)
         pop = getattr(self.sampler, "population_size", None) or 1
         for i, t in enumerate(done):
             system = {gen_key: i // pop} if gen_key else {}
@@ -113,59 +86,59 @@ class Loop:
 
     def _propose(self, trials: list[optuna.trial.FrozenTrial], exclude: set[str]) -> list[Candidate]:
         """Up to ``batch_size`` new candidates: distinct, not in ``exclude``, evaluable, within constraints."""
-        plan = self.plan
+        config = self.config
         mirror = self._mirror(trials)
-        can = getattr(plan.evaluator, "can_evaluate", None)
+        can = getattr(config.evaluator, "can_evaluate", None)
         out: list[Candidate] = []
         seen = set(exclude)
-        max_draws = 50 * plan.batch_size + 200
+        max_draws = 50 * config.batch_size + 200
         for _ in range(max_draws):
-            if len(out) >= plan.batch_size:
+            if len(out) >= config.batch_size:
                 break
             trial = mirror.ask()
-            arch = plan.space.suggest(trial)
+            arch = config.space.suggest(trial)
             if arch.hash in seen:
                 continue
             seen.add(arch.hash)
             if can is not None and not can(arch):
                 continue
-            if plan.max_params is not None and plan.measures.params(arch) > plan.max_params:
+            if config.max_params is not None and config.measures.params(arch) > config.max_params:
                 continue
-            out.append(Candidate(arch, plan.space.to_string(arch), dict(trial.params), dict(trial.distributions)))
+            out.append(Candidate(arch, config.space.to_string(arch), dict(trial.params), dict(trial.distributions)))
         return out
 
     def _screen(self, cands: list[Candidate]) -> None:
         """Predicted accuracy (one batched call) and the network objectives of every candidate."""
-        plan = self.plan
-        if plan.predictor is not None and cands:
-            pred = plan.predictor.predict([c.arch for c in cands])
+        config = self.config
+        if config.predictor is not None and cands:
+            pred = config.predictor.predict([c.arch for c in cands])
             for c, s, u in zip(cands, np.asarray(pred.score), np.asarray(pred.uncertainty)):
                 c.predicted, c.uncertainty = float(s), float(u)
-        net_names = [o for o in plan.objectives if o != "accuracy"]
+        net_names = [o for o in config.objectives if o != "accuracy"]
         for c in cands:
-            c.net = plan.measures.measure(c.arch, net_names)
+            c.net = config.measures.measure(c.arch, net_names)
         self.screened += len(cands)
 
     def _ranked(self, cands: list[Candidate]) -> list[Candidate]:
         """Candidates in the order they should be evaluated (UCB; non-dominated fronts with several objectives)."""
-        plan = self.plan
-        if plan.predictor is None:
+        config = self.config
+        if config.predictor is None:
             return list(cands)
 
         def ucb(c: Candidate) -> float:
-            return float(c.predicted) + plan.kappa * float(c.uncertainty or 0.0)
+            return float(c.predicted) + config.kappa * float(c.uncertainty or 0.0)
 
-        if len(plan.objectives) == 1:
+        if len(config.objectives) == 1:
             return sorted(cands, key=lambda c: -ucb(c))
-        points = [[ucb(c) if o == "accuracy" else c.net[o] for o in plan.objectives] for c in cands]
-        ranks = front_ranks(points, plan.directions)
+        points = [[ucb(c) if o == "accuracy" else c.net[o] for o in config.objectives] for c in cands]
+        ranks = front_ranks(points, config.directions)
         order = sorted(range(len(cands)), key=lambda i: (ranks[i], -ucb(cands[i])))
         return [cands[i] for i in order]
 
     # -- real evaluations ---------------------------------------------------------------------------
     def _free_slot(self) -> int | None:
         """The lowest free evaluation slot; waits while every slot is in flight; ``None`` when the budget is spent."""
-        budget = self.plan.eval_budget
+        budget = self.config.eval_budget
         while True:
             tokens = self.coord.tokens()
             if self.coord.reap_stale(tokens):
@@ -181,13 +154,13 @@ class Loop:
             time.sleep(self.poll)
 
     def _evaluate(self, tid: int, cand: Candidate) -> None:
-        plan = self.plan
+        config = self.config
         measured: dict[str, float] | None = None
         reason: str | None = None
-        assert plan.evaluator is not None
+        assert config.evaluator is not None
         with self.coord.beating(tid):
             try:
-                measured = plan.evaluator(cand.arch)
+                measured = config.evaluator(cand.arch)
                 check_values(measured, ("accuracy",))
             except KeyboardInterrupt:
                 self.coord.release(tid, "interrupted")
@@ -199,32 +172,32 @@ class Loop:
         if measured is not None and reason is None:
             attrs["measured"] = {k: (v if math.isfinite(v) else None) for k, v in measured.items()}
             net = {**cand.net}
-            for name in plan.objectives:
+            for name in config.objectives:
                 if name != "accuracy" and not math.isfinite(measured.get(name, math.nan)):
-                    net.setdefault(name, plan.measures.measure(cand.arch, [name])[name])
-            values = [measured["accuracy"] if o == "accuracy" else measured.get(o, net.get(o)) for o in plan.objectives]
+                    net.setdefault(name, config.measures.measure(cand.arch, [name])[name])
+            values = [measured["accuracy"] if o == "accuracy" else measured.get(o, net.get(o))
+                      for o in config.objectives]  # fmt: skip
         self.coord.tell(tid, values, attrs, reason)
         if self.on_result is not None:
             self.on_result(tid)
 
     def _fine_tune(self) -> None:
         """Fine-tune the predictor on every real result (targets mapped into its units by z-score)."""
-        plan = self.plan
-        tune = getattr(plan.predictor, "fine_tune", None)
-        if tune is None:
+        config = self.config
+        if config.predictor is None:
             return
         from optuna.trial import TrialState
 
-        acc = plan.objectives.index("accuracy")
+        acc = config.objectives.index("accuracy")
         done = [t for t in self.coord.tokens() if t.state == TrialState.COMPLETE]
         if len(done) < 4 or len(done) <= self.tuned_on:
             return
         y = np.array([t.values[acc] for t in done], dtype=np.float64)
         if float(y.std()) == 0.0:
             return
-        target = getattr(plan.predictor, "target", {"mean": 0.0, "std": 1.0})
+        target = config.predictor.target
         y = float(target["mean"]) + float(target["std"]) * (y - y.mean()) / y.std()
-        tune([t.user_attrs["arch"] for t in done], y, epochs=plan.fine_tune_epochs)
+        config.predictor.fine_tune([t.user_attrs["arch"] for t in done], y, epochs=config.fine_tune_epochs)
         self.tuned_on = len(done)
 
     # -- rounds -------------------------------------------------------------------------------------
@@ -235,7 +208,7 @@ class Loop:
 
     def run(self) -> None:
         """Rounds until the budget is spent (or, training-free, ``n_candidates`` are scored)."""
-        if self.plan.eval_budget == 0:
+        if self.config.eval_budget == 0:
             self._run_training_free()
             return
         self._fine_tune()  # resuming: learn from what is already there
@@ -265,7 +238,7 @@ class Loop:
         """Claim and evaluate the best ``evals_per_round`` of ``ranked``; their hashes (``None``: budget spent)."""
         chosen: set[str] = set()
         for cand in ranked:
-            if len(chosen) >= self.plan.evals_per_round:
+            if len(chosen) >= self.config.evals_per_round:
                 break
             slot = self._free_slot()
             if slot is None:
@@ -283,20 +256,20 @@ class Loop:
     def _run_training_free(self) -> None:
         import optuna
 
-        plan = self.plan
+        config = self.config
         while True:
             trials = self.coord.trials()
             have = [t for t in trials if t.user_attrs.get("kind") == "predicted"]
             self._progress(len(have))
-            if len(have) >= plan.n_candidates:
+            if len(have) >= config.n_candidates:
                 return
             cands = self._propose(trials, {str(t.user_attrs.get("arch_hash")) for t in have})
-            cands = cands[: plan.n_candidates - len(have)]
+            cands = cands[: config.n_candidates - len(have)]
             if not cands:
                 return
             self._screen(cands)
             for c in cands:
-                values = [c.predicted if o == "accuracy" else c.net[o] for o in plan.objectives]
+                values = [c.predicted if o == "accuracy" else c.net[o] for o in config.objectives]
                 attrs = {"kind": "predicted", "arch": c.string, "arch_hash": c.arch.hash, "predicted": c.predicted}
                 attrs["uncertainty"] = c.uncertainty
                 self.study.add_trial(
@@ -316,7 +289,7 @@ class Loop:
         buf = io.StringIO()
         writer = csv.writer(buf)
         new = not os.path.exists(self.log) or os.path.getsize(self.log) == 0
-        names = [o for o in self.plan.objectives if o != "accuracy"]
+        names = [o for o in self.config.objectives if o != "accuracy"]
         if new:
             writer.writerow(["worker", "arch", "predicted", "uncertainty", *names, "evaluated"])
         for c in cands:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import optuna
 
     from wsnas._arch import Arch
-    from wsnas._search._loop import Plan
+    from wsnas._search._config import SearchConfig
+    from wsnas._search._protocol import SearchPredictor
 
 __all__ = ["SearchRecord", "SearchResult", "build_result", "write_json"]
 
@@ -66,16 +67,16 @@ class SearchResult:
     output_dir: Path
     training_free: bool
     screened: list[SearchRecord] = field(default_factory=list, repr=False)
-    predictor: Any = field(default=None, repr=False)
+    predictor: SearchPredictor | None = field(default=None, repr=False)
     tracking_uri: str | None = None
-    _plan: Any = field(default=None, repr=False)
+    _config: SearchConfig | None = field(default=None, repr=False)
 
     def top(self, n: int = 5) -> list[SearchRecord]:
         """The ``n`` best records by the first objective (really measured; predicted when training-free),
         with ``params`` and ``flops``."""
         records = self.screened if self.training_free else [r for r in self.history if r.state == "COMPLETE"]
         best = _sorted(records, self.objectives)[:n]
-        return [_with_costs(r, self._plan) for r in best] if self._plan is not None else best
+        return [_with_costs(r, self._config) for r in best] if self._config is not None else best
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``best``, ``pareto``, ``history`` (``{"arch": string, ...measured}`` in order) and where."""
@@ -107,12 +108,12 @@ def _sorted(records: list[SearchRecord], objectives: Sequence[str]) -> list[Sear
     return sorted(records, key=lambda r: (sign * r.values[first], r.trial))
 
 
-def build_result(study: optuna.Study, plan: Plan, url: str, name: str, out: Path) -> SearchResult:
+def build_result(study: optuna.Study, config: SearchConfig, url: str, name: str, out: Path) -> SearchResult:
     """The :class:`SearchResult` of everything ``study`` holds now."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    training_free = plan.eval_budget == 0
+    training_free = config.eval_budget == 0
     if training_free:
         chosen = [t for t in trials if t.user_attrs.get("kind") == "predicted" and t.state == TrialState.COMPLETE]
     else:
@@ -130,7 +131,7 @@ def build_result(study: optuna.Study, plan: Plan, url: str, name: str, out: Path
                 arch_hash=str(t.user_attrs.get("arch_hash")),
                 trial=t.number,
                 state=t.state.name,
-                values=dict(zip(plan.objectives, t.values)) if ok else {},
+                values=dict(zip(config.objectives, t.values)) if ok else {},
                 measured=dict(t.user_attrs.get("measured") or {}),
                 predicted=t.user_attrs.get("predicted"),
                 uncertainty=t.user_attrs.get("uncertainty"),
@@ -138,31 +139,31 @@ def build_result(study: optuna.Study, plan: Plan, url: str, name: str, out: Path
             )
         )
     complete = [r for r in records if r.state == "COMPLETE"]
-    front = [complete[i] for i in pareto_indices([[r.values[o] for o in plan.objectives] for r in complete],
-                                                 plan.directions)]  # fmt: skip
-    front = [_with_costs(r, plan) for r in _sorted(front, plan.objectives)]
-    if len(plan.objectives) == 1:
+    front = [complete[i] for i in pareto_indices([[r.values[o] for o in config.objectives] for r in complete],
+                                                 config.directions)]  # fmt: skip
+    front = [_with_costs(r, config) for r in _sorted(front, config.objectives)]
+    if len(config.objectives) == 1:
         front = front[:1]
     return SearchResult(
         best=front[0] if front else None,
         pareto=front,
         history=[] if training_free else records,
         study=study,
-        objectives=plan.objectives,
+        objectives=config.objectives,
         storage=url,
         study_name=name,
         output_dir=out,
         training_free=training_free,
         screened=records if training_free else [],
-        _plan=plan,
+        _config=config,
     )
 
 
-def _with_costs(r: SearchRecord, plan: Plan) -> SearchRecord:
+def _with_costs(r: SearchRecord, config: SearchConfig) -> SearchRecord:
     """``r`` with ``params`` and ``flops`` (the evaluator's when it measured them, else the built network's)."""
-    arch: Arch = plan.space.from_string(r.arch)
-    params = r.measured.get("params") or plan.measures.params(arch)
-    flops = r.measured.get("flops") or plan.measures.flops(arch)
+    arch: Arch = config.space.from_string(r.arch)
+    params = r.measured.get("params") or config.measures.params(arch)
+    flops = r.measured.get("flops") or config.measures.flops(arch)
     return replace(r, params=int(params), flops=int(flops))
 
 

@@ -34,13 +34,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsnas._errors import SearchConfigError, StorageError
+from wsnas._search._optuna import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
 
-__all__ = ["open_storage", "open_study", "Coordinator", "CONFIG_KEY", "is_token", "token_used"]
+__all__ = [
+    "open_storage", "open_study", "quiet_optuna", "Coordinator", "CONFIG_KEY", "is_token", "token_used",
+    "token_finished", "config_digest",
+]  # fmt: skip
 
 CONFIG_KEY = "wsnas:config"
 _KIND = "wsnas"  # user attr "kind" of wsnas's trials: "eval" (real evaluation token) or "predicted"
@@ -111,7 +115,7 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
 
     for attempt in range(10):
         try:
-            with _quiet_optuna(), _creation_lock(url):
+            with quiet_optuna(), _creation_lock(url):
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             break
         except sqlalchemy.exc.DBAPIError as exc:  # tables created by two workers at once
@@ -178,7 +182,8 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
+def quiet_optuna() -> Iterator[None]:
+    """Optuna logs warnings only, inside (its INFO lines would drown the progress bar)."""
     import optuna
 
     level = optuna.logging.get_verbosity()
@@ -203,7 +208,7 @@ def open_study(
     """
     import optuna
 
-    with _quiet_optuna():
+    with quiet_optuna():
         if config is None:
             try:
                 study = optuna.load_study(study_name=name, storage=storage)
@@ -263,11 +268,11 @@ class Coordinator:
 
     @property
     def storage(self) -> BaseStorage:
-        return self.study._storage  # the study's own (cached) storage object
+        return storage_of(self.study)
 
     @property
     def study_id(self) -> int:
-        return self.study._study_id
+        return study_id_of(self.study)
 
     def trials(self) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False)
@@ -302,14 +307,14 @@ class Coordinator:
             if t.state != TrialState.RUNNING or t.user_attrs.get("worker") == self.worker:
                 continue
             beat = (t.user_attrs.get("beat"), t.user_attrs.get("worker"))
-            seen = self._seen.get(t._trial_id)
+            seen = self._seen.get(trial_id_of(t))
             if seen is None or seen[0] != beat:
-                self._seen[t._trial_id] = (beat, now)
+                self._seen[trial_id_of(t)] = (beat, now)
                 seen = (beat, now)
             if self._dead_here(t) or now - seen[1] > self.stale_after:
                 with contextlib.suppress(UpdateFinishedTrialError, RuntimeError):
-                    self.storage.set_trial_user_attr(t._trial_id, "outcome", "stale")
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    self.storage.set_trial_user_attr(trial_id_of(t), "outcome", "stale")
+                    self.storage.set_trial_state_values(trial_id_of(t), TrialState.FAIL)
                     reaped += 1
         return reaped
 
@@ -339,12 +344,13 @@ class Coordinator:
         rivals = [
             t
             for t in self.tokens()
-            if t._trial_id != own and (t.user_attrs.get("arch_hash") == arch_hash or t.user_attrs.get("slot") == slot)
+            if trial_id_of(t) != own
+            and (t.user_attrs.get("arch_hash") == arch_hash or t.user_attrs.get("slot") == slot)
         ]
         taken: list[int] = []
         won = not any(token_used(t) for t in rivals)
         if won:
-            for tid in sorted(t._trial_id for t in rivals if t.state == TrialState.WAITING) + [own]:
+            for tid in sorted(trial_id_of(t) for t in rivals if t.state == TrialState.WAITING) + [own]:
                 try:
                     ok = self.storage.set_trial_state_values(tid, TrialState.RUNNING)
                 except UpdateFinishedTrialError:

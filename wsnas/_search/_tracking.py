@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from wsnas._search._protocol import SearchPredictor
     from wsnas._search._result import SearchResult
 
 __all__ = ["tracker_for", "search_config", "evaluation_of", "finished_evaluations", "log_progress",
@@ -50,7 +51,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def search_config(config: Mapping[str, Any], predictor: Any, storage: str) -> dict[str, Any]:
+def search_config(config: Mapping[str, Any], predictor: SearchPredictor | None, storage: str) -> dict[str, Any]:
     """The parent run's params: the search configuration, the predictor card's id, versions, git commit."""
     import optuna
     import torch
@@ -58,7 +59,7 @@ def search_config(config: Mapping[str, Any], predictor: Any, storage: str) -> di
     from wsnas._version import __version__
 
     out: dict[str, Any] = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in config.items()}
-    card = getattr(predictor, "card", None)
+    card = predictor.card if predictor is not None else None
     if card is not None:
         digest = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:16]
         out["predictor_card_id"] = digest
@@ -103,7 +104,7 @@ def log_progress(tracker: SearchTracker, done: Sequence[FrozenTrial], objectives
     Spearman of predicted against measured accuracy over the evaluations so far."""
     from optuna.trial import TrialState
 
-    from wsnas.predictors._training import spearman
+    from wsnas.predictors import spearman
 
     if "accuracy" not in objectives:
         return
@@ -143,14 +144,14 @@ def log_artifacts(tracker: SearchTracker, result: SearchResult, folder: Path) ->
         points = [dict(r.values) for r in done]
         files.append(pareto_plot(points, [r.arch_hash in front for r in done], objectives[1], objectives[0],
                                  folder / "pareto.png"))  # fmt: skip
-    if result.best is not None and result._plan is not None:
-        arch = result._plan.space.from_string(result.best.arch)
+    if result.best is not None and result._config is not None:
+        arch = result._config.space.from_string(result.best.arch)
         files.append(arch_plot(arch, folder / "best_architecture.png", title=f"best: {result.best.arch}"))
     top = [{"rank": k + 1, "arch": r.arch, **r.values, "predicted": r.predicted, "params": r.params,
             "flops": r.flops, "trial": r.trial} for k, r in enumerate(result.top(10))]  # fmt: skip
     if top:
         files.append(write_table(top, folder / "top_k.csv"))
-    card = getattr(result.predictor, "card", None)
+    card = result.predictor.card if result.predictor is not None else None
     if card is not None:
         path = folder / "predictor_card.json"
         path.write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
