@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlflow.tracking import MlflowClient
 
-    from wsnas._cli_track import ui_command_line
+    from wsnas.cli._track import ui_command_line
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

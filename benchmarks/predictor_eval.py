@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from wsnas._cli_common import CliError, parse_size
-    from wsnas._cli_eval import encoder_config, parse_budgets, parse_methods
+    from wsnas.cli._common import CliError, parse_size
+    from wsnas.cli._predictor import encoder_config, parse_budgets, parse_methods
     from wsnas.predictors._evaluate import evaluate
 
     if args.threads:

@@ -27,7 +27,10 @@ _LAZY: dict[str, str] = {
     ),  # fmt: skip
     **dict.fromkeys(["log_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
-    **dict.fromkeys(["evaluate", "EvalTable", "top_fraction_precision", "METHODS"], "wsnas.predictors._evaluate"),
+    **dict.fromkeys(
+        ["evaluate", "EvalTable", "top_fraction_precision", "METHODS", "ZERO_COST_METHODS"],
+        "wsnas.predictors._evaluate",
+    ),
     **dict.fromkeys(
         ["TRANSFER_SIZES", "UnseenLayerWarning", "adapt_unseen", "default_transfer_size", "layer_types",
          "seen_layer_types"],

@@ -6,7 +6,7 @@ import sys
 
 from click.testing import CliRunner
 
-from wsnas._cli import main
+from wsnas.cli import main
 
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -49,7 +49,7 @@ def test_errors_are_one_line_and_non_zero() -> None:
 
 def test_help_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, wsnas._cli; print(sorted(m for m in ('torch', 'optuna', 'mlflow', 'triton') if m in sys.modules))"
+        "import sys, wsnas.cli; print(sorted(m for m in ('torch', 'optuna', 'mlflow', 'triton') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

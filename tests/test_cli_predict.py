@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from wsnas import ZooRecord
-from wsnas._cli_predict import predict_cmd, predictor_group
+from wsnas.cli._predict import predict_cmd
+from wsnas.cli._predictor import predictor_group
 from wsnas.predictors import load
 from wsnas.search_spaces import get_space
 from wsnas.training import Zoo, sample_distinct
@@ -137,6 +138,6 @@ def test_errors_are_one_line_with_exit_status_2(trained) -> None:
 
 
 def test_importing_the_commands_does_not_import_torch() -> None:
-    code = "import sys, wsnas._cli_predict; print('torch' in sys.modules)"
+    code = "import sys, wsnas.cli._predict; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

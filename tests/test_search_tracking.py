@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import wsnas
-from wsnas._cli import main
 from wsnas._search._tracker import TrackingWarning
+from wsnas.cli import main
 from wsnas.search_spaces import get_space
 
 SPACE = get_space("nb201")

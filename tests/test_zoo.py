@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from wsnas import ZooFileError
-from wsnas._cli_zoo import zoo_group
+from wsnas.cli._zoo import zoo_group
 from wsnas.search_spaces import NB201
 from wsnas.training import Zoo, ZooRecord, build_zoo, sample_distinct, synthetic, train
 
@@ -127,6 +127,6 @@ def test_cli_build_show_and_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_cli_modules_import_no_torch() -> None:
-    code = "import sys, wsnas._cli_zoo, wsnas.training; print('torch' in sys.modules)"
+    code = "import sys, wsnas.cli._zoo, wsnas.training; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from scipy.stats import spearmanr
 
 from wsnas import ZooRecord
-from wsnas._cli_eval import eval_cmd
+from wsnas.cli._predictor import eval_cmd
 from wsnas.predictors import EncoderConfig
 from wsnas.predictors._evaluate import EvalTable, evaluate, top_fraction_precision
 from wsnas.search_spaces import get_space

@@ -19,7 +19,7 @@ import torch.nn as nn
 from click.testing import CliRunner
 
 from wsnas import ZooRecord
-from wsnas._cli_predict import predictor_group
+from wsnas.cli._predictor import predictor_group
 from wsnas.predictors import (
     TRANSFER_SIZES,
     EncoderConfig,

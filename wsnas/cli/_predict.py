@@ -1,9 +1,8 @@
-"""The ``wsnas predictor train`` and ``wsnas predict`` commands.
+"""The ``wsnas predict`` command: score architecture strings with a predictor, write a CSV.
 
-Attached to the main command with ``main.add_command(predictor_group)`` and
-``main.add_command(predict_cmd)``. torch loads inside the commands only; bad input (an unknown space,
-an unreadable file, a malformed architecture line, a bad predictor file) prints one ``error: ...``
-line on stderr and exits with status 2 (see :mod:`wsnas._cli`).
+Attached to the main command with ``main.add_command(predict_cmd)``. torch loads inside the command only;
+bad input (an unknown space, an unreadable file, a malformed architecture line, a bad predictor file)
+prints one ``error: ...`` line on stderr and exits with status 2 (see :mod:`wsnas.cli`).
 """
 
 from __future__ import annotations
@@ -17,88 +16,9 @@ from pathlib import Path
 
 import click
 
-from wsnas._cli_common import CliError, one_line_errors, parse_size
-from wsnas._cli_eval import encoder_options
+from wsnas.cli._common import CliError, one_line_errors, quiet_option
 
-__all__ = ["predictor_group", "predict_cmd"]
-
-
-@click.group("predictor")
-def predictor_group() -> None:
-    """Trainable predictors: train one on model zoos, save it as one safetensors file."""
-
-
-def _attach_eval() -> None:
-    from wsnas._cli_eval import eval_cmd
-    from wsnas._cli_finetune import finetune_cmd
-
-    predictor_group.add_command(eval_cmd)
-    predictor_group.add_command(finetune_cmd)
-
-
-@predictor_group.command("train")
-@click.option("--zoo", "zoos", multiple=True, required=True, metavar="FILE", help="Zoo file (repeatable).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
-@click.option("--space", "space_name", default=None, help="Search space (default: the zoo records' space).")
-@click.option("--target", default="val_acc", show_default=True, help="Zoo record field to predict.")
-@click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
-@click.option("--epochs", type=int, default=100, show_default=True, help="Most training epochs per encoder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
-@encoder_options
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(
-    zoos: tuple[str, ...],
-    out: str,
-    space_name: str | None,
-    target: str,
-    ensemble: int,
-    epochs: int,
-    seed: int,
-    hidden: int,
-    layers: int,
-    aggregators: str | None,
-    size_items: tuple[str, ...],
-    quiet: bool,
-) -> None:
-    """Fit a weight predictor on the (non-diverged) records of the zoo FILEs and save it to OUT.
-
-    Prints the validation Spearman correlation of the ensemble. Networks are encoded at the space's
-    proxy size unless --size says otherwise.
-    """
-
-    with one_line_errors():
-        for z in zoos:
-            if not os.path.isfile(z):
-                raise CliError(f"zoo file {z!r} does not exist")
-        from wsnas._cli_eval import encoder_config
-        from wsnas.predictors._predictor import WeightPredictor
-        from wsnas.search_spaces import get_space
-
-        space = get_space(space_name) if space_name is not None else None
-        size = parse_size(size_items) or None
-        try:
-            pred = WeightPredictor.from_zoo(
-                list(zoos),
-                space=space,
-                target=target,
-                encoder=encoder_config(hidden, layers, aggregators),
-                ensemble=ensemble,
-                seed=seed,
-                size=size,
-                epochs=epochs,
-                progress=not quiet,
-            )
-        except (TypeError, ValueError) as exc:
-            raise CliError(f"predictor training failed: {exc}") from None
-        try:
-            pred.save(out)
-        except OSError as exc:
-            raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
-    fit = pred.history[-1]
-    rho = fit.get("val_spearman")
-    shown = "n/a" if rho is None else f"{rho:.4f}"
-    click.echo(f"validation Spearman {shown} ({fit['n'] - fit['n_val']} train, {fit['n_val']} validation)")
-    click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders) to {out}")
+__all__ = ["predict_cmd"]
 
 
 #: inputs this long are scored by one process per core by default: a worker takes 3-4 s to start (import
@@ -160,7 +80,7 @@ def _write(target: str, text: str) -> None:
 @click.option(
     "--workers", type=int, default=None, help="Worker processes (default: one per CPU core for large inputs)."
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def predict_cmd(
     space_name: str,
     predictor_path: str | None,
@@ -211,5 +131,3 @@ def predict_cmd(
     if target != "-":
         click.echo(f"scored {len(archs)} architectures -> {target}", err=True)
 
-
-_attach_eval()

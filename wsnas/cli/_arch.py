@@ -1,8 +1,8 @@
-"""The ``wsnas`` command.
+"""The ``wsnas spaces`` and ``wsnas arch show`` commands: the registered search spaces, one architecture.
 
-Heavy libraries (torch, optuna, mlflow) are imported inside the commands that need them, so that
-``wsnas --help`` answers at once. Errors that come from bad input (every :class:`wsnas.WsnasError`)
-print as one line on stderr and exit with status 2.
+Attached to the main command with ``main.add_command(spaces_cmd)`` and ``main.add_command(arch_group)``.
+torch loads inside ``arch show`` only; bad input prints one ``error: ...`` line on stderr and exits with
+status 2 (see :mod:`wsnas.cli`).
 """
 
 from __future__ import annotations
@@ -11,22 +11,12 @@ import json
 
 import click
 
-from wsnas._cli_common import CliError, ErrorLineGroup, parse_size
+from wsnas.cli._common import CliError, parse_size, size_option
 
-__all__ = ["main", "CliError"]
-
-
-@click.group(cls=ErrorLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="wsnas", prog_name="wsnas")
-def main() -> None:
-    """wsnas: weight-space neural architecture search.
-
-    Candidate architectures become real PyTorch networks with generated weights; a graph neural
-    network reads those weights to predict how well each candidate will train.
-    """
+__all__ = ["spaces_cmd", "arch_group"]
 
 
-@main.command("spaces")
+@click.command("spaces")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 def spaces_cmd(as_json: bool) -> None:
     """List the registered search spaces: name, size (or "unbounded") and description."""
@@ -46,7 +36,7 @@ def spaces_cmd(as_json: bool) -> None:
         click.echo(f"{r['name']:<{width}}  {size:>{size_w}}  {r['description']}")
 
 
-@main.group("arch")
+@click.group("arch")
 def arch_group() -> None:
     """Inspect architectures."""
 
@@ -54,14 +44,7 @@ def arch_group() -> None:
 @arch_group.command("show")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("text", metavar="STRING")
-@click.option(
-    "-s",
-    "--size",
-    "size_items",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Network size keyword for the space's build (repeatable), e.g. -s C=16 -s N=5.",
-)
+@size_option("Network size keyword for the space's build (repeatable), e.g. -s C=16 -s N=5.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: bool) -> None:
     """Validate STRING as an architecture of SPACE and print its parameters, FLOPs and graph.
@@ -69,7 +52,7 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
     Params and FLOPs are those of the network ``build`` makes at the space's default size (change it
     with --size); FLOPs count one forward pass of one image at the space's input shape.
     """
-    from wsnas import count_flops, count_params
+    from wsnas._netstats import count_flops, count_params
     from wsnas.search_spaces import get_space
 
     space = get_space(space_name)
@@ -108,23 +91,3 @@ def arch_show(space_name: str, text: str, size_items: tuple[str, ...], as_json: 
         extra = {k: val for k, val in data.items() if k != "op"}
         click.echo(f"  edge {u} -> {v}" + (f": {label}" if label else "") + (f" {extra}" if extra else ""))
 
-
-def _attach_subcommands() -> None:
-    from wsnas._cli_predict import predict_cmd, predictor_group
-    from wsnas._cli_search import search_cmd, worker_cmd
-    from wsnas._cli_track import track_group, ui_cmd
-    from wsnas._cli_zoo import zoo_group
-
-    main.add_command(zoo_group)
-    main.add_command(predictor_group)
-    main.add_command(predict_cmd)
-    main.add_command(search_cmd)
-    main.add_command(worker_cmd)
-    main.add_command(ui_cmd)
-    main.add_command(track_group)
-
-
-_attach_subcommands()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

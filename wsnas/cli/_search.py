@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from wsnas._cli_common import CliError, one_line_errors
+from wsnas.cli._common import (
+    no_tracking_option,
+    one_line_errors,
+    quiet_option,
+    tracking_choice,
+    tracking_uri_option,
+)
 
 __all__ = ["search_cmd", "worker_cmd"]
 
@@ -44,12 +50,11 @@ _DEFAULT_BUDGET = 20
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sampler.")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
               help="Where the default storage, STUDY.json and STUDY-screening.csv go.")  # fmt: skip
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-              "sqlite:///OUTPUT_DIR/mlflow.db).")  # fmt: skip
-@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+@tracking_uri_option
+@no_tracking_option
 @click.option("--top", type=int, default=5, show_default=True, help="How many architectures to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (best, pareto, history).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def search_cmd(
     space_name: str,
     evaluator: str,
@@ -96,7 +101,7 @@ def search_cmd(
                 seed=seed,
                 output_dir=output_dir,
                 max_params=max_params,
-                tracking=_tracking(tracking_uri, no_tracking),
+                tracking=tracking_choice(tracking_uri, no_tracking),
                 progress=not quiet,
             )
         )
@@ -108,11 +113,10 @@ def search_cmd(
 @click.option("--storage", required=True, help="Its Optuna storage URL (or journal:PATH).")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
               help="Where this worker writes STUDY.json and its screening rows.")  # fmt: skip
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-              "sqlite:///OUTPUT_DIR/mlflow.db).")  # fmt: skip
-@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+@tracking_uri_option
+@no_tracking_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout when the search is done.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def worker_cmd(
     study_name: str, storage: str, output_dir: str, tracking_uri: str | None, no_tracking: bool, as_json: bool,
     quiet: bool,
@@ -126,17 +130,11 @@ def worker_cmd(
         _torch_one_thread()
         from wsnas._search import join
 
-        tracking = _tracking(tracking_uri, no_tracking)
+        tracking = tracking_choice(tracking_uri, no_tracking)
         result = _interruptible(
             lambda: join(study_name, storage, output_dir=output_dir, tracking=tracking, progress=not quiet)
         )
         _report(result, 5, as_json)
-
-
-def _tracking(uri: str | None, off: bool) -> bool | str | None:
-    if off and uri:
-        raise CliError("--tracking-uri and --no-tracking exclude each other")
-    return False if off else uri
 
 
 def _torch_one_thread() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from wsnas._cli_common import CliError, one_line_errors
+from wsnas.cli._common import CliError, one_line_errors, tracking_uri_option
 
 __all__ = ["ui_cmd", "track_group", "ui_command_line"]
 
@@ -85,8 +85,7 @@ def track_group() -> None:
 @click.option("--study", "study_name", required=True, help="The search's study name.")
 @click.option("--storage", default=None, help="Its Optuna storage URL (default: OUTPUT_DIR/search.db).")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, help="The search's run directory.")
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-              "sqlite:///OUTPUT_DIR/mlflow.db).")  # fmt: skip
+@tracking_uri_option
 def sync_cmd(study_name: str, storage: str | None, output_dir: str, tracking_uri: str | None) -> None:
     """Log to MLflow every finished evaluation of a search that MLflow does not hold yet.
 

@@ -1,7 +1,7 @@
 """The ``wsnas zoo`` commands: build a model zoo by really training sampled architectures, and show one.
 
 Attached to the main command with ``main.add_command(zoo_group)``. Heavy libraries load inside the
-commands; bad input prints one ``error: ...`` line and exits with status 2 (see :mod:`wsnas._cli`).
+commands; bad input prints one ``error: ...`` line and exits with status 2 (see :mod:`wsnas.cli`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from wsnas._cli_common import CliError, ErrorLineGroup, parse_size
+from wsnas.cli._common import CliError, ErrorLineGroup, parse_size, quiet_option, size_option
 
 __all__ = ["zoo_group"]
 
@@ -40,8 +40,8 @@ def zoo_group() -> None:
 @click.option("--weight-decay", type=float, help="Recipe: weight decay.")
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help="Recipe: lr schedule.")
 @click.option("--task-seed", type=int, help="Recipe: seed of the train/validation split.")
-@click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help="Network size, e.g. -s C=8.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@size_option("Network size, e.g. -s C=8.")
+@quiet_option
 def build_cmd(
     space_name: str,
     task_name: str,

@@ -1,0 +1,112 @@
+"""What every ``wsnas`` command module shares: the one-line error, the ``--size KEY=VALUE`` parser and the
+options that several commands take (each declared once here).
+
+Only click and the standard library load here: ``wsnas --help`` must not import torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+__all__ = [
+    "CliError",
+    "ErrorLineGroup",
+    "one_line_errors",
+    "parse_size",
+    "size_option",
+    "quiet_option",
+    "zoo_files_option",
+    "check_zoo_files",
+    "tracking_uri_option",
+    "no_tracking_option",
+    "tracking_choice",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """A bad-input error: printed as one ``error: ...`` line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn wsnas's own errors (:class:`wsnas.WsnasError`) raised inside into a :class:`CliError`."""
+    from wsnas._errors import WsnasError
+
+    try:
+        yield
+    except WsnasError as exc:
+        raise CliError(str(exc)) from None
+
+
+class ErrorLineGroup(click.Group):
+    """A click group whose commands report wsnas's own errors as one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+def parse_size(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("C=16", "N=5")`` -> ``{"C": 16, "N": 5}``: ints, then floats, else the string."""
+    size: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CliError(f"--size expects KEY=VALUE (e.g. C=16), got {item!r}")
+        for cast in (int, float):
+            try:
+                size[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            size[key] = raw
+    return size
+
+
+# -- options shared by several commands ----------------------------------------------------------------
+def size_option(help: str) -> Callable[[F], F]:  # noqa: A002 - click's own keyword
+    """``-s/--size KEY=VALUE`` (repeatable) into ``size_items``; read it with :func:`parse_size`."""
+    return click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+#: ``--quiet``: no progress bar
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bar.")
+#: ``--zoo FILE`` (repeatable, required) into ``zoos``; check them with :func:`check_zoo_files`
+zoo_files_option = click.option(
+    "--zoo", "zoos", multiple=True, required=True, metavar="FILE", help="Zoo file (repeatable)."
+)
+#: ``--tracking-uri`` of the commands that log a search to MLflow
+tracking_uri_option = click.option(
+    "--tracking-uri", default=None,
+    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///OUTPUT_DIR/mlflow.db).",
+)  # fmt: skip
+#: ``--no-tracking``; combine it with ``--tracking-uri`` by :func:`tracking_choice`
+no_tracking_option = click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+
+
+def check_zoo_files(zoos: tuple[str, ...]) -> None:
+    """Every ``--zoo`` file exists (else a :class:`CliError` naming the first missing one)."""
+    for z in zoos:
+        if not os.path.isfile(z):
+            raise CliError(f"zoo file {z!r} does not exist")
+
+
+def tracking_choice(uri: str | None, off: bool) -> bool | str | None:
+    """``tracking=`` of :func:`wsnas.search` from ``--tracking-uri`` and ``--no-tracking``."""
+    if off and uri:
+        raise CliError("--tracking-uri and --no-tracking exclude each other")
+    return False if off else uri
+

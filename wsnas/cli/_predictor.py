@@ -1,0 +1,350 @@
+"""The ``wsnas predictor`` commands: ``train`` a predictor on model zoos, ``eval`` the weight encoder against
+its baselines on a held-out split, ``finetune`` a predictor on a few labelled architectures (transferring it
+to the zoo's space first when that differs; a layer type it never saw is a ``warning: ...`` line).
+
+Attached to the main command with ``main.add_command(predictor_group)``. torch and sklearn load inside the
+commands only; bad input prints one ``error: ...`` line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import click
+
+from wsnas.cli._common import (
+    CliError,
+    check_zoo_files,
+    one_line_errors,
+    parse_size,
+    quiet_option,
+    size_option,
+    zoo_files_option,
+)
+
+__all__ = ["predictor_group", "encoder_config", "encoder_options", "parse_budgets", "parse_methods"]
+
+
+@click.group("predictor")
+def predictor_group() -> None:
+    """Trainable predictors: train one on model zoos, save it as one safetensors file."""
+
+
+def parse_budgets(text: str) -> list[int | None]:
+    """``"50,100,all"`` -> ``[50, 100, None]``; each an int >= 5 or ``all``, no repeats."""
+    out: list[int | None] = []
+    for item in (t.strip() for t in text.split(",")):
+        if item.lower() == "all":
+            out.append(None)
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise CliError(f"--budgets expects comma-separated ints >= 5 or 'all', got {item!r} in {text!r}") from None
+        if value < 5:
+            raise CliError(f"--budgets: every budget must be >= 5 labelled architectures, got {value}")
+        out.append(value)
+    if len(set(out)) != len(out):
+        raise CliError(f"--budgets has a repeated budget: {text!r}")
+    return out
+
+
+def encoder_config(hidden: int, layers: int, aggregators: str | None) -> Any:
+    """The :class:`~wsnas.predictors.EncoderConfig` of the CLI options (``aggregators``: ``"sum,mean"``)."""
+    from wsnas.predictors import EncoderConfig
+
+    options: dict[str, Any] = {"hidden": hidden, "layers": layers}
+    if aggregators is not None:
+        options["aggregators"] = tuple(a.strip() for a in aggregators.split(",") if a.strip())
+    try:
+        return EncoderConfig(**options)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def encoder_options(command: Any) -> Any:
+    """The encoder's CLI options (``--hidden``, ``--layers``, ``--aggregators``, ``-s/--size``), shared by
+    ``predictor train`` and ``predictor eval``; pass them to :func:`encoder_config` and ``parse_size``."""
+    options = [
+        click.option("--hidden", type=int, default=32, show_default=True, help="Encoder hidden width."),
+        click.option("--layers", type=int, default=3, show_default=True, help="Encoder message-passing layers."),
+        click.option("--aggregators", default=None, help="Encoder aggregators, comma-separated (default: sum,mean)."),
+        size_option("Encoding width, e.g. -s C=2."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@predictor_group.command("train")
+@zoo_files_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
+@click.option("--space", "space_name", default=None, help="Search space (default: the zoo records' space).")
+@click.option("--target", default="val_acc", show_default=True, help="Zoo record field to predict.")
+@click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
+@click.option("--epochs", type=int, default=100, show_default=True, help="Most training epochs per encoder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
+@encoder_options
+@quiet_option
+def train_cmd(
+    zoos: tuple[str, ...],
+    out: str,
+    space_name: str | None,
+    target: str,
+    ensemble: int,
+    epochs: int,
+    seed: int,
+    hidden: int,
+    layers: int,
+    aggregators: str | None,
+    size_items: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Fit a weight predictor on the (non-diverged) records of the zoo FILEs and save it to OUT.
+
+    Prints the validation Spearman correlation of the ensemble. Networks are encoded at the space's
+    proxy size unless --size says otherwise.
+    """
+
+    with one_line_errors():
+        check_zoo_files(zoos)
+        from wsnas.predictors import WeightPredictor
+        from wsnas.search_spaces import get_space
+
+        space = get_space(space_name) if space_name is not None else None
+        size = parse_size(size_items) or None
+        try:
+            pred = WeightPredictor.from_zoo(
+                list(zoos),
+                space=space,
+                target=target,
+                encoder=encoder_config(hidden, layers, aggregators),
+                ensemble=ensemble,
+                seed=seed,
+                size=size,
+                epochs=epochs,
+                progress=not quiet,
+            )
+        except (TypeError, ValueError) as exc:
+            raise CliError(f"predictor training failed: {exc}") from None
+        try:
+            pred.save(out)
+        except OSError as exc:
+            raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
+    fit = pred.history[-1]
+    rho = fit.get("val_spearman")
+    shown = "n/a" if rho is None else f"{rho:.4f}"
+    click.echo(f"validation Spearman {shown} ({fit['n'] - fit['n_val']} train, {fit['n_val']} validation)")
+    click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders) to {out}")
+
+
+def parse_methods(text: str | None) -> list[str]:
+    """``"encoder,synflow"`` -> the method names (``None``, ``all``: every method); unknown names are an error."""
+    from wsnas.predictors import METHODS, ZERO_COST_METHODS
+
+    if text is None or text.strip().lower() == "all":
+        return list(METHODS)
+    out: list[str] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item == "zero_cost":
+            out.extend(ZERO_COST_METHODS)
+        elif item in METHODS:
+            out.append(item)
+        else:
+            raise CliError(f"--methods: unknown method {item!r}; known: {', '.join(METHODS)}, zero_cost, all")
+    if not out:
+        raise CliError("--methods names no method")
+    return list(dict.fromkeys(out))
+
+
+@predictor_group.command("eval")
+@zoo_files_option
+@click.option("--predictor", "predictor_path", default=None, help="Evaluate this saved predictor's configuration.")
+@click.option("--budgets", default="50,100,200,all", show_default=True, help="Label budgets, comma-separated.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split, models and weights.")
+@click.option("--methods", default=None, help="Comma-separated methods (default: all; 'zero_cost': every proxy).")
+@click.option("--space", "space_name", default=None, help="Search space (default: the zoo records' space).")
+@click.option("--target", default="val_acc", show_default=True, help="Zoo record field to rank by.")
+@click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Share of archs held out.")
+@click.option("--ensemble", type=int, default=5, show_default=True, help="Encoders per ensemble.")
+@click.option("--epochs", type=int, default=100, show_default=True, help="Most epochs per encoder.")
+@encoder_options
+@click.option(
+    "--baseline-size", "baseline_items", multiple=True, metavar="KEY=VALUE",
+    help="Width at which zero-cost proxies and weight statistics see the networks (default: the proxy size).",
+)  # fmt: skip
+@click.option("--save-predictor", default=None, type=click.Path(dir_okay=False),
+              help="Write the encoder fitted at the largest budget, with this table in its card.")  # fmt: skip
+@click.option("--data-dir", default=None, help="Dataset folder of the zoo's task (cifar10) for zero-cost proxies.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the markdown table.")
+@quiet_option
+def eval_cmd(
+    zoos: tuple[str, ...],
+    predictor_path: str | None,
+    budgets: str,
+    seed: int,
+    methods: str | None,
+    space_name: str | None,
+    target: str,
+    test_fraction: float,
+    ensemble: int,
+    epochs: int,
+    hidden: int,
+    layers: int,
+    aggregators: str | None,
+    size_items: tuple[str, ...],
+    baseline_items: tuple[str, ...],
+    save_predictor: str | None,
+    data_dir: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Rank the zoo FILEs' held-out architectures with the weight encoder, its shuffled-weights ablation,
+    an architecture-only GNN, weight statistics + GBM and every zero-cost proxy; print the table.
+
+    With --predictor, the encoder's configuration (encoder, ensemble, encoding width, init) comes from
+    that predictor's card and is retrained at each budget.
+    """
+    with one_line_errors():
+        check_zoo_files(zoos)
+        budget_list = parse_budgets(budgets)
+        method_list = parse_methods(methods)
+        if ensemble < 1 or epochs < 1:
+            raise CliError(f"--ensemble and --epochs must be >= 1, got {ensemble} and {epochs}")
+        from wsnas.predictors import EncoderConfig, evaluate
+        from wsnas.search_spaces import get_space
+
+        space = get_space(space_name) if space_name is not None else None
+        size = parse_size(size_items) or None
+        baseline_size = parse_size(baseline_items) or None
+        init = "kaiming_normal"
+        encoder = encoder_config(hidden, layers, aggregators)
+        if predictor_path is not None:
+            from wsnas.predictors import load
+
+            card = load(predictor_path, device="cpu").card
+            enc = dict(card["encoder"])
+            encoder = EncoderConfig(**{**enc, "aggregators": tuple(enc["aggregators"])})
+            ensemble, size, init = card["ensemble"], dict(card["encoding"]["size"]), card["encoding"]["init"]
+            if space is None:
+                space = get_space(card["space"])
+            elif space.name != card["space"]:
+                raise CliError(f"predictor {predictor_path!r} is of space {card['space']!r}, not {space.name!r}")
+        try:
+            table = evaluate(
+                list(zoos),
+                space=space,
+                target=target,
+                label_budgets=budget_list,
+                test_fraction=test_fraction,
+                seed=seed,
+                methods=method_list,
+                encoder=encoder,
+                ensemble=ensemble,
+                size=size,
+                baseline_size=baseline_size,
+                init=init,
+                fit_options={"epochs": epochs},
+                data_dir=data_dir,
+                save_predictor=save_predictor,
+                progress=not quiet,
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CliError(f"evaluation failed: {exc}") from None
+    click.echo(table.to_json() if as_json else table.to_markdown().rstrip("\n"))
+
+
+@predictor_group.command("finetune")
+@click.option("--predictor", "predictor_path", required=True, help="Predictor file, or a shipped name (nb201).")
+@zoo_files_option
+@click.option("--n", "n", type=int, required=True, help="Number of zoo architectures to fine-tune on (K).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
+@click.option("--space", "space_name", default=None, help="Target space (default: the zoo records' space).")
+@click.option("--target", default=None, help="Zoo record field (default: the predictor's target, else val_acc).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the draw of the K architectures.")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: 10, or 100 after a transfer).")
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Fine-tuning learning rate.")
+@size_option("Encoding width on a new space.")
+def finetune_cmd(
+    predictor_path: str,
+    zoos: tuple[str, ...],
+    n: int,
+    out: str,
+    space_name: str | None,
+    target: str | None,
+    seed: int,
+    epochs: int | None,
+    lr: float,
+    size_items: tuple[str, ...],
+) -> None:
+    """Fine-tune predictor P on N architectures drawn (with SEED) from the zoo FILEs and save it to OUT.
+
+    The target is the predictor's own when it is a zoo field (else val_acc). When the zoo's space differs from the
+    predictor's, the predictor is transferred to it first, at the --size encoding width or the space's
+    default transfer width. Prints the training loss before and after.
+    """
+    with one_line_errors():
+        check_zoo_files(zoos)
+        if n < 2:
+            raise CliError(f"--n must be >= 2 (fine-tuning ranks pairs), got {n}")
+        if epochs is not None and epochs < 1:
+            raise CliError(f"--epochs must be >= 1, got {epochs}")
+        if not lr > 0:
+            raise CliError(f"--lr must be > 0, got {lr}")
+        if not 0 <= seed < 2**32:
+            raise CliError(f"--seed must be in [0, 2**32), got {seed}")
+        size = parse_size(size_items) or None
+        import numpy as np
+
+        from wsnas.predictors import ZOO_TARGETS, load, zoo_training_set
+        from wsnas.search_spaces import get_space
+
+        pred = load(predictor_path)
+        if target is None:
+            own = str(pred.target.get("name"))
+            target = own if own in ZOO_TARGETS else "val_acc"
+        space = get_space(space_name) if space_name is not None else None
+        try:
+            space, archs, y, _ = zoo_training_set(list(zoos), space, target)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if n > len(archs):
+            raise CliError(f"--n {n} is more than the {len(archs)} usable architectures of {space.name!r} in the zoo")
+        transferred = space.name != pred.space.name
+        if size is not None and not transferred:
+            raise CliError(f"--size applies to a transfer only; the predictor is already on {space.name!r}")
+        if transferred:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    pred = pred.transfer(space, size=size)
+                except (TypeError, ValueError) as exc:
+                    raise CliError(f"cannot transfer the predictor to {space.name!r}: {exc}") from None
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
+        idx = np.sort(np.random.default_rng(seed).permutation(len(archs))[:n])
+        # after a transfer the members must learn a new space: 100 epochs at 3e-4 had the best median Spearman
+        # over NB101 and MacroCNN at K=25 (benchmarks/transfer.py --select finetune, on the zoos' pools)
+        options = {"epochs": epochs or (100 if transferred else 10), "lr": lr}
+        pred.fine_tune([archs[i] for i in idx], y[idx], **options)
+        event = pred.history[-1]
+        event.update(zoos=[str(z) for z in zoos], seed=seed, arch_hashes=[archs[i].hash for i in idx])
+        try:
+            pred.save(out)
+        except OSError as exc:
+            raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
+    how = f"transferred from {event_from(pred)} and " if transferred else ""
+    click.echo(
+        f"{how}fine-tuned on {n} {space.name} architectures ({options['epochs']} epochs): training loss "
+        f"{event['train_loss_before']:.4f} -> {event['train_loss']:.4f}"
+    )
+    click.echo(f"saved {space.name} predictor ({pred.ensemble} encoders) to {out}")
+
+
+def event_from(pred: object) -> str:
+    """The source space of the last transfer in ``pred``'s history."""
+    for e in reversed(getattr(pred, "history", [])):
+        if e.get("event") == "transfer":
+            return str(e.get("from_space"))
+    return "?"
