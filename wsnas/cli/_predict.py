@@ -11,11 +11,11 @@ import csv
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from wsnas._atomic import atomic_write_text
 from wsnas.cli._common import CliError, one_line_errors, quiet_option
 
 __all__ = ["predict_cmd"]
@@ -53,16 +53,9 @@ def _write(target: str, text: str) -> None:
     if target == "-":
         click.echo(text, nl=False)
         return
-    path = Path(target)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(target, text)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise CliError(f"cannot write output file {target!r}: {exc.strerror or exc}") from None
 
 
