@@ -33,8 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsnas.encoding import EDGE_TYPES, NODE_FEATURES, NODE_TYPES, ParamGraph
-from wsnas.kernels._dispatch import use_triton
-from wsnas.kernels._segment import segment_max, segment_mean, segment_sum
+from wsnas.kernels import segment_max, segment_mean, segment_sum, use_triton
 
 __all__ = ["EncoderConfig", "WeightEncoder", "AGGREGATORS"]
 

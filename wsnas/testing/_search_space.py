@@ -111,7 +111,7 @@ class SearchSpaceTestCase:
     def test_build_and_forward(self) -> None:
         import torch
 
-        from wsnas import count_flops, count_params
+        from wsnas._netstats import count_flops, count_params
 
         torch.manual_seed(0)
         x = torch.randn(2, *self.forward_shape)
