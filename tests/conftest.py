@@ -1,4 +1,4 @@
-"""Test-wide settings: Triton kernels run through Triton's interpreter when no GPU is present."""
+"""Test-wide settings (Triton interprets its kernels when no GPU is present) and the shared fixtures."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ os.environ["WSNAS_TRACKING"] = "0"
 torch.set_num_threads(1)
 
 
-# -- a real MLflow tracking server -------------------------------------------------------------------------
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -34,6 +33,32 @@ import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- CIFAR-10 --------------------------------------------------------------------------------------------
+def cifar_candidates() -> list[Path]:
+    """Where the CIFAR-10 tests look for a ``cifar-10-batches-py`` copy, in order: ``$WSNAS_CIFAR10_DIR``,
+    then the ``shared/data/cifar10`` folder beside the checkout (where development machines and CI have it)."""
+    env = os.environ.get("WSNAS_CIFAR10_DIR")
+    return [*([Path(env)] if env else []), ROOT.parent / "shared" / "data" / "cifar10"]
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    """The CIFAR-10 folder; a test that asks for it is skipped, saying where it looked, when it is missing."""
+    candidates = cifar_candidates()
+    for path in candidates:
+        if path.exists():
+            return path
+    pytest.skip(
+        f"CIFAR-10 folder missing: looked for {' and '.join(str(p) for p in candidates)} "
+        "(set WSNAS_CIFAR10_DIR or put a cifar-10-batches-py copy there)"
+    )
+
+
+# -- a real MLflow tracking server -------------------------------------------------------------------------
 
 
 class MlflowServer:

@@ -15,22 +15,6 @@ from wsnas.training import cifar10, digits, get_task, synthetic
 from wsnas.training._datasets import _CifarUnpickler
 
 
-def _cifar_dir() -> Path:
-    """The CIFAR-10 copy the tests read: ``$WSNAS_CIFAR10_DIR``, else the ``shared/data/cifar10`` folder
-    beside the checkout (where development machines and CI have it)."""
-    candidates = [Path(os.environ["WSNAS_CIFAR10_DIR"])] if os.environ.get("WSNAS_CIFAR10_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared/data/cifar10")
-    for path in candidates:
-        if path.exists():
-            return path
-    raise FileNotFoundError(
-        f"the CIFAR-10 tests need a cifar-10-batches-py copy: set WSNAS_CIFAR10_DIR, or put it at {candidates[-1]}"
-    )
-
-
-CIFAR = _cifar_dir()
-
-
 def test_fingerprint_changes_with_every_recipe_field_and_the_data() -> None:
     base = synthetic(n=64, epochs=1)
     assert base.fingerprint == synthetic(n=64, epochs=1).fingerprint
@@ -52,15 +36,15 @@ def test_fingerprint_changes_with_every_recipe_field_and_the_data() -> None:
     assert synthetic(size={"C": 4, "N": 1}).fingerprint == synthetic(size={"N": 1, "C": 4}).fingerprint
 
 
-def test_fingerprint_is_stable_across_processes() -> None:
+def test_fingerprint_is_stable_across_processes(cifar_dir: Path) -> None:
     code = (
         "from wsnas.training import cifar10, synthetic;"
-        f"print(synthetic(n=64, epochs=3, size={{'C': 4}}).fingerprint, cifar10({str(CIFAR)!r}).fingerprint)"
+        f"print(synthetic(n=64, epochs=3, size={{'C': 4}}).fingerprint, cifar10({str(cifar_dir)!r}).fingerprint)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == [synthetic(n=64, epochs=3, size={"C": 4}).fingerprint, cifar10(CIFAR).fingerprint]
+    assert out == [synthetic(n=64, epochs=3, size={"C": 4}).fingerprint, cifar10(cifar_dir).fingerprint]
     # the folder is not part of the identity: the same files reached through the batches folder itself
-    assert cifar10(CIFAR / "cifar-10-batches-py").fingerprint == cifar10(CIFAR).fingerprint
+    assert cifar10(cifar_dir / "cifar-10-batches-py").fingerprint == cifar10(cifar_dir).fingerprint
 
 
 class _Evil:
@@ -104,8 +88,8 @@ def test_missing_cifar_folder_or_file_names_the_path_and_layout(tmp_path: Path) 
         get_task("cifar10")
 
 
-def test_cifar10_loader_shapes_labels_and_split() -> None:
-    task = cifar10(CIFAR, subset=300, val_size=200, resolution=16, seed=3)
+def test_cifar10_loader_shapes_labels_and_split(cifar_dir: Path) -> None:
+    task = cifar10(cifar_dir, subset=300, val_size=200, resolution=16, seed=3)
     data = task.prepare()
     assert data.train_x.shape == (300, 3, 16, 16) and data.val_x.shape == (200, 3, 16, 16)
     assert data.train_x.dtype == torch.float32 and data.train_y.dtype == torch.int64
