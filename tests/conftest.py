@@ -146,3 +146,90 @@ def pred(records):
     sub = records[:40]
     p = WeightPredictor(get_space("nb201"), ensemble=2, size={"C": 2, "N": 1}, seed=0)
     return p.fit([r.arch for r in sub], [r.val_acc for r in sub], epochs=3, progress=False)
+
+
+# -- a synthetic NB201 zoo and tiny predictors: the predictor tests and the predictor commands' tests ----------
+def _conv_count(arch) -> int:  # noqa: ANN001
+    return sum(d["op"].startswith("nor_conv") for _, _, d in arch.graph.edges(data=True))
+
+
+def _zoo_record(arch, acc: float, **fields):  # noqa: ANN001, ANN202
+    from wsnas.search_spaces import get_space
+    from wsnas.training import ZooRecord
+
+    record = {
+        "space": "nb201", "arch": get_space("nb201").to_string(arch), "arch_hash": arch.hash, "seed": 0,
+        "task": "synthetic", "task_fingerprint": "0123456789abcdef", "val_acc": acc, "val_loss": 1.0 - acc,
+        "val_acc_curve": [acc], "val_loss_curve": [1.0 - acc], "train_loss_curve": [1.0], "train_seconds": 0.5,
+        "params": 10, "flops": 10, "diverged": False, "init": "kaiming_normal", "wsnas_version": "0.1.0",
+        "timestamp": "2025-01-01T00:00:00+00:00",
+    }  # fmt: skip
+    return ZooRecord(**{**record, **fields})
+
+
+@pytest.fixture(scope="module")
+def synthetic_zoo(tmp_path_factory) -> Path:
+    """A zoo file of 60 NB201 cells whose ``val_acc`` is a known function of the cell (its conv-edge count)
+    plus seeded noise."""
+    import numpy as np
+
+    from wsnas.search_spaces import get_space
+    from wsnas.training import Zoo, sample_distinct
+
+    path = tmp_path_factory.mktemp("zoo") / "zoo.jsonl"
+    zoo, rng = Zoo(path), np.random.default_rng(0)
+    for arch in sample_distinct(get_space("nb201"), 60, 0):
+        acc = float(np.clip(0.3 + 0.1 * _conv_count(arch) + rng.normal(0.0, 0.03), 0.0, 1.0))
+        zoo.append(_zoo_record(
+            arch, acc, task_fingerprint="0" * 16, val_loss_curve=[1 - acc], train_seconds=1.0, params=1000,
+            flops=1000, init="generated", timestamp="2026-01-01T00:00:00+00:00",
+        ))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_predictor(tmp_path_factory):
+    """A tiny NB201 predictor fitted on synthetic targets and saved: ``(path, predictor)``."""
+    import numpy as np
+
+    from wsnas.predictors import EncoderConfig, WeightPredictor
+    from wsnas.search_spaces import get_space
+    from wsnas.training import sample_distinct
+
+    nb201 = get_space("nb201")
+    archs = sample_distinct(nb201, 16, 0)
+    y = np.array([_conv_count(a) for a in archs]) + np.random.default_rng(0).normal(0, 0.3, len(archs))
+    pred = WeightPredictor(
+        nb201, encoder=EncoderConfig(hidden=8, layers=1), ensemble=2, seed=0, size={"C": 2, "N": 1}, device="cpu"
+    )
+    pred.fit(archs, y, epochs=3, batch_size=8, target_name="val_acc", progress=False)
+    path = tmp_path_factory.mktemp("transfer") / "nb201.safetensors"
+    pred.save(path)
+    return path, pred
+
+
+#: ``wsnas predictor train`` options of a tiny, fast predictor
+TRAIN_OPTIONS = ("--ensemble", "2", "--epochs", "4", "--hidden", "8", "--layers", "1", "-s", "C=4", "-s", "N=1",
+                 "--quiet")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_by_cli(tmp_path_factory):
+    """A zoo of 24 architectures whose accuracy grows with the cell's conv count, and a predictor trained on
+    it by ``wsnas predictor train`` (``TRAIN_OPTIONS``): ``(folder, archs, result, TRAIN_OPTIONS)``; the
+    folder holds ``zoo.jsonl`` and the predictor ``p.st``."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from wsnas.cli._predictor import predictor_group
+    from wsnas.search_spaces import get_space
+    from wsnas.training import Zoo, sample_distinct
+
+    folder = tmp_path_factory.mktemp("cli")
+    archs = sample_distinct(get_space("nb201"), 24, 0)
+    noise = np.random.default_rng(0).normal(0, 0.02, len(archs))
+    zoo = Zoo(folder / "zoo.jsonl")
+    for a, eps in zip(archs, noise):
+        zoo.append(_zoo_record(a, 0.3 + 0.1 * _conv_count(a) + float(eps)))
+    args = ["train", "--zoo", str(folder / "zoo.jsonl"), "--out", str(folder / "p.st"), *TRAIN_OPTIONS]
+    return folder, archs, CliRunner().invoke(predictor_group, args), TRAIN_OPTIONS

@@ -1,24 +1,21 @@
-"""The evaluation table and ``wsnas predictor eval`` on a small synthetic zoo (NB201, C=4, N=1).
+"""The evaluation table on a small synthetic zoo (the ``synthetic_zoo`` fixture: NB201, encoded at C=4, N=1).
 
 The zoo's ``val_acc`` is a known function of the architecture (its conv-edge count) plus seeded noise.
+``wsnas predictor eval`` is tested in tests/cli/test_predictor.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from scipy.stats import spearmanr
 
-from wsnas import ZooRecord
-from wsnas.cli._predictor import eval_cmd
 from wsnas.predictors import EncoderConfig
 from wsnas.predictors._evaluate import EvalTable, evaluate, top_fraction_precision
 from wsnas.search_spaces import get_space
-from wsnas.training import Zoo, sample_distinct
+from wsnas.training import Zoo
 
 SPACE = get_space("nb201")
 SIZE = {"C": 4, "N": 1}
@@ -35,31 +32,9 @@ FAST = {
 }
 
 
-
-
-def write_zoo(path, n: int = 60, seed: int = 0) -> None:
-    zoo, rng = Zoo(path), np.random.default_rng(seed)
-    for arch in sample_distinct(SPACE, n, seed):
-        convs = sum(d["op"].startswith("nor_conv") for _, _, d in arch.graph.edges(data=True))
-        acc = float(np.clip(0.3 + 0.1 * convs + rng.normal(0.0, 0.03), 0.0, 1.0))
-        zoo.append(ZooRecord(
-            space="nb201", arch=SPACE.to_string(arch), arch_hash=arch.hash, seed=0, task="synthetic",
-            task_fingerprint="0" * 16, val_acc=acc, val_loss=1.0 - acc, val_acc_curve=[acc], val_loss_curve=[1 - acc],
-            train_loss_curve=[1.0], train_seconds=1.0, params=1000, flops=1000, diverged=False, init="generated",
-            wsnas_version="0.1.0", timestamp="2026-01-01T00:00:00+00:00",
-        ))  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("zoo") / "zoo.jsonl"
-    write_zoo(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def table(zoo) -> EvalTable:
-    return evaluate([zoo], label_budgets=(10, 20, None), n_test=18, seed=0, methods=METHODS, **FAST)
+def table(synthetic_zoo) -> EvalTable:
+    return evaluate([synthetic_zoo], label_budgets=(10, 20, None), n_test=18, seed=0, methods=METHODS, **FAST)
 
 
 def test_table_has_a_row_per_method_and_budget_with_metrics_in_range(table) -> None:
@@ -81,15 +56,15 @@ def test_training_free_rows_repeat_across_budgets(table) -> None:
     assert table.row("params", "all")["spearman"] > 0.3  # params grow with conv edges, as the target does
 
 
-def test_test_split_is_fixed_across_budgets_and_disjoint_from_training(table, zoo) -> None:
+def test_test_split_is_fixed_across_budgets_and_disjoint_from_training(table, synthetic_zoo) -> None:
     test = set(table.splits["test"])
     assert len(test) == 18
     for b in ("10", "20", "all"):
         assert not test & set(table.splits[b])
     assert set(table.splits["10"]) < set(table.splits["20"]) < set(table.splits["all"])
-    again = evaluate([zoo], label_budgets=(10,), n_test=18, seed=0, methods=["params"], **FAST)
+    again = evaluate([synthetic_zoo], label_budgets=(10,), n_test=18, seed=0, methods=["params"], **FAST)
     assert again.splits["test"] == table.splits["test"] and again.splits["10"] == table.splits["10"]
-    other = evaluate([zoo], label_budgets=(10,), n_test=18, seed=1, methods=["params"], **FAST)
+    other = evaluate([synthetic_zoo], label_budgets=(10,), n_test=18, seed=1, methods=["params"], **FAST)
     assert other.splits["test"] != table.splits["test"]
 
 
@@ -115,61 +90,22 @@ def test_top_fraction_precision_on_a_hand_made_example() -> None:
         top_fraction_precision(np.zeros(3), np.zeros(4))
 
 
-def test_evaluate_rejects_bad_settings(zoo) -> None:
+def test_evaluate_rejects_bad_settings(synthetic_zoo) -> None:
     with pytest.raises(ValueError, match="unknown \\['bogus'\\]"):
-        evaluate([zoo], methods=["bogus"], **FAST)
+        evaluate([synthetic_zoo], methods=["bogus"], **FAST)
     with pytest.raises(ValueError, match="ints >= 5 or None"):
-        evaluate([zoo], label_budgets=(2,), methods=["params"], **FAST)
+        evaluate([synthetic_zoo], label_budgets=(2,), methods=["params"], **FAST)
     with pytest.raises(ValueError, match="n_test=58 of 60"):
-        evaluate([zoo], n_test=58, methods=["params"], **FAST)
+        evaluate([synthetic_zoo], n_test=58, methods=["params"], **FAST)
     with pytest.raises(ValueError, match="does not exist"):
         evaluate(["/nonexistent/zoo.jsonl"], methods=["params"], **FAST)
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(eval_cmd, list(args))
-
-
-def test_cli_prints_a_table_and_json(zoo) -> None:
-    common = ["--zoo", str(zoo), "--methods", "params,arch_gnn", "--budgets", "10,all", "--quiet", "-s", "C=4"]
-    res = invoke(*common)
-    assert res.exit_code == 0, res.output
-    lines = [line for line in res.stdout.splitlines() if line.startswith("|")]
-    assert len(lines) == 2 + 4 and "| params | 10 |" in res.stdout
-    res = invoke(*common, "--json")
-    assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)["rows"]
-    assert [(r["method"], r["budget"]) for r in rows] == [("params", "10"), ("params", "all"),
-                                                          ("arch_gnn", "10"), ("arch_gnn", "all")]  # fmt: skip
-    assert all(r["spearman"] is None or math.isfinite(r["spearman"]) for r in rows)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--zoo", "/nonexistent.jsonl"], "does not exist"),
-        (["--budgets", "10,abc"], "--budgets expects"),
-        (["--budgets", "3"], "must be >= 5"),
-        (["--methods", "synflow,bogus"], "unknown method 'bogus'"),
-        (["--test-fraction", "1.5"], "test_fraction must be in (0, 1)"),
-        (["--predictor", "/nonexistent.safetensors"], "error:"),
-        (["--space", "nope"], "unknown search space"),
-    ],
-)
-def test_cli_bad_input_is_one_line(zoo, args, message) -> None:
-    base = [] if args[0] == "--zoo" else ["--zoo", str(zoo)]
-    methods = [] if "--methods" in args else ["--methods", "params"]
-    res = invoke(*base, *args, *methods, "--quiet")
-    assert res.exit_code == 2, res.output
-    err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], res.stderr
-
-
-def test_save_predictor_writes_the_measured_encoder_with_the_table_in_its_card(zoo, tmp_path) -> None:
+def test_save_predictor_writes_the_measured_encoder_with_the_table_in_its_card(synthetic_zoo, tmp_path) -> None:
     from wsnas.predictors import load
 
     path = tmp_path / "pred.safetensors"
-    table = evaluate([zoo], label_budgets=(10, None), n_test=18, seed=0, methods=["encoder", "params"],
+    table = evaluate([synthetic_zoo], label_budgets=(10, None), n_test=18, seed=0, methods=["encoder", "params"],
                      save_predictor=path, baseline_size={"C": 2, "N": 1}, **FAST)  # fmt: skip
     pred = load(path)
     card = pred.card
@@ -177,10 +113,10 @@ def test_save_predictor_writes_the_measured_encoder_with_the_table_in_its_card(z
     assert card["evaluation"]["test_hashes"] == table.splits["test"]
     assert card["training_data"]["n"] == 42 and card["training_data"]["source"] == "zoo"
     assert table.meta["baseline_size"] == {"C": 2, "N": 1} and dict(card["encoding"]["size"]) == SIZE
-    records = [r for r in Zoo.load(zoo) if r.arch_hash in set(table.splits["test"])]
+    records = [r for r in Zoo.load(synthetic_zoo) if r.arch_hash in set(table.splits["test"])]
     scores = pred.predict([r.arch for r in records]).score
     assert np.isfinite(scores).all() and len(scores) == 18
     rho = spearmanr(scores, [r.val_acc for r in records]).statistic  # the saved model is the measured one
     assert rho == pytest.approx(table.row("encoder", "all")["spearman"], abs=1e-9)
     with pytest.raises(ValueError, match="needs the 'encoder' method"):
-        evaluate([zoo], methods=["params"], save_predictor=path, **FAST)
+        evaluate([synthetic_zoo], methods=["params"], save_predictor=path, **FAST)

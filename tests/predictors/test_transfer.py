@@ -1,14 +1,15 @@
 """Transfer: a predictor trained on NB201 scores NB101 and MacroCNN networks, warns about layer types it never
-saw, fine-tunes on a few labels of the new space (Python and ``wsnas predictor finetune``), keeps its history.
+saw, fine-tunes on a few labels of the new space, keeps its history (``wsnas predictor finetune``:
+tests/cli/test_predictor.py).
 
-The NB201 predictor is tiny (hidden 8, one layer, two members, a few epochs on synthetic targets): these
-tests check the plumbing, not the quality (``benchmarks/transfer.py`` measures that on real zoos).
+The NB201 predictor is tiny (the ``saved_predictor`` fixture: hidden 8, one layer, two members, a few epochs
+on synthetic targets): these tests check the plumbing, not the quality (``benchmarks/transfer.py`` measures
+that on real zoos).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 
 import networkx as nx
@@ -16,10 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from click.testing import CliRunner
 
-from wsnas import ZooRecord
-from wsnas.cli._predictor import predictor_group
 from wsnas.predictors import (
     TRANSFER_SIZES,
     EncoderConfig,
@@ -30,37 +28,21 @@ from wsnas.predictors import (
     seen_layer_types,
 )
 from wsnas.search_spaces import GraphSpace, get_space
-from wsnas.training import Zoo, sample_distinct
+from wsnas.training import sample_distinct
 
 NB201, NB101, MACRO = get_space("nb201"), get_space("nb101"), get_space("macro")
 TINY = EncoderConfig(hidden=8, layers=1)
 CHECK = 8  # architectures of the new space checked for layer types (the default is 32)
 
 
-def conv_count(arch) -> int:
-    return sum(d["op"].startswith("nor_conv") for _, _, d in arch.graph.edges(data=True))
-
-
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A tiny NB201 predictor fitted on synthetic targets and saved: ``(path, predictor)``."""
-    archs = sample_distinct(NB201, 16, 0)
-    y = np.array([conv_count(a) for a in archs]) + np.random.default_rng(0).normal(0, 0.3, len(archs))
-    pred = WeightPredictor(NB201, encoder=TINY, ensemble=2, seed=0, size={"C": 2, "N": 1}, device="cpu")
-    pred.fit(archs, y, epochs=3, batch_size=8, target_name="val_acc", progress=False)
-    path = tmp_path_factory.mktemp("transfer") / "nb201.safetensors"
-    pred.save(path)
-    return path, pred
-
-
-@pytest.fixture(scope="module")
-def on_nb101(saved):
+def on_nb101(saved_predictor):
     with pytest.warns(UnseenLayerWarning):
-        return load(saved[0]).transfer("nb101", check=CHECK)
+        return load(saved_predictor[0]).transfer("nb101", check=CHECK)
 
 
-def test_the_card_records_the_layer_types_seen_in_training(saved) -> None:
-    path, pred = saved
+def test_the_card_records_the_layer_types_seen_in_training(saved_predictor) -> None:
+    path, pred = saved_predictor
     types = pred.layer_types
     assert {"Conv2d 3x3", "Conv2d 1x1", "BatchNorm2d", "AvgPool2d 3x3", "Linear", "edge:conv", "act:relu"} <= set(types)
     assert "MaxPool2d 3x3" not in types and "edge:max_pool" not in types and types == sorted(types)
@@ -69,27 +51,27 @@ def test_the_card_records_the_layer_types_seen_in_training(saved) -> None:
 
 
 @pytest.mark.parametrize("space", [NB101, MACRO], ids=["nb101", "macro"])
-def test_a_loaded_nb201_predictor_scores_another_space_end_to_end(saved, space, tmp_path) -> None:
+def test_a_loaded_nb201_predictor_scores_another_space_end_to_end(saved_predictor, space, tmp_path) -> None:
     with pytest.warns(UnseenLayerWarning, match=f"search space '{space.name}'"):
-        pred = load(saved[0]).transfer(space, check=CHECK)
+        pred = load(saved_predictor[0]).transfer(space, check=CHECK)
     assert pred.space is space and pred.candidates.size == TRANSFER_SIZES[space.name] and pred.fitted
     archs = sample_distinct(space, 5, 1)
     out = pred.predict(archs)
     assert out.score.shape == (5,) and np.isfinite(out.score).all() and np.ptp(out.score) > 0
-    for a, b in zip(pred.members, saved[1].members):  # the same trained weights
+    for a, b in zip(pred.members, saved_predictor[1].members):  # the same trained weights
         assert all((a.state_dict()[k] == v).all() for k, v in b.state_dict().items())
     event = pred.history[-1]
     assert event["event"] == "transfer" and (event["from_space"], event["space"]) == ("nb201", space.name)
-    assert event["unseen_layer_types"] and pred.layer_types == saved[1].layer_types
+    assert event["unseen_layer_types"] and pred.layer_types == saved_predictor[1].layer_types
     pred.save(tmp_path / "p.safetensors")  # a registered target space loads by name
     again = load(tmp_path / "p.safetensors")
     assert again.space.name == space.name and again.target == pred.target
     assert np.array_equal(again.predict(archs).score, out.score)
 
 
-def test_unseen_layer_types_are_named_in_a_warning(saved) -> None:
+def test_unseen_layer_types_are_named_in_a_warning(saved_predictor) -> None:
     with pytest.warns(UnseenLayerWarning) as caught:
-        load(saved[0]).transfer(MACRO, check=CHECK)
+        load(saved_predictor[0]).transfer(MACRO, check=CHECK)
     text = str(caught[0].message)
     assert "Conv2d 5x5 depthwise" in text or "Conv2d 7x7 depthwise" in text
     g = nx.DiGraph()
@@ -100,22 +82,22 @@ def test_unseen_layer_types_are_named_in_a_warning(saved) -> None:
     ops = {"gelu_conv5x5": lambda c: nn.Sequential(nn.Conv2d(c, c, 5, padding=2), nn.GELU())}
     user = GraphSpace(g, name="user_gelu", ops=ops)
     with pytest.warns(UnseenLayerWarning) as caught:
-        pred = saved[1].transfer(user, size={"C": 2})
+        pred = saved_predictor[1].transfer(user, size={"C": 2})
     text = str(caught[0].message)
     assert "search space 'user_gelu'" in text and "GELU" in text and "Conv2d 5x5" in text and "act:gelu" in text
     assert "Conv2d 3x3," not in text and "ReLU" not in text.replace("GELU", "")
     assert set(pred.history[-1]["unseen_layer_types"]) >= {"GELU", "Conv2d 5x5", "act:gelu"}
 
 
-def test_a_space_with_only_seen_layer_types_does_not_warn(saved) -> None:
+def test_a_space_with_only_seen_layer_types_does_not_warn(saved_predictor) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pred = saved[1].transfer(NB201, size={"C": 4, "N": 1}, check=CHECK)
+        pred = saved_predictor[1].transfer(NB201, size={"C": 4, "N": 1}, check=CHECK)
     assert pred.history[-1]["unseen_layer_types"] == [] and pred.candidates.size == {"C": 4, "N": 1}
 
 
-def test_a_file_without_a_layer_type_record_still_warns(saved) -> None:
-    old = copy.deepcopy(saved[1])
+def test_a_file_without_a_layer_type_record_still_warns(saved_predictor) -> None:
+    old = copy.deepcopy(saved_predictor[1])
     old.layer_types = None  # as a file written before the record existed
     assert set(seen_layer_types(old)) >= {"Conv2d 3x3", "edge:avg_pool"}
     with pytest.warns(UnseenLayerWarning, match="edge:max_pool"):
@@ -141,102 +123,34 @@ def test_fine_tuning_a_transferred_predictor_changes_predictions_and_lowers_the_
     assert on_nb101.history[-1]["event"] == "transfer"  # the original is untouched
 
 
-def test_adapt_gives_unseen_types_the_weights_of_their_nearest_seen_type(saved) -> None:
+def test_adapt_gives_unseen_types_the_weights_of_their_nearest_seen_type(saved_predictor) -> None:
     from wsnas.encoding import EDGE_TYPES
 
     with pytest.warns(UnseenLayerWarning):
-        pred = saved[1].transfer(NB101, adapt=True, check=CHECK)
+        pred = saved_predictor[1].transfer(NB101, adapt=True, check=CHECK)
     assert pred.history[-1]["adapted"] == {"edge:max_pool": "edge:avg_pool"}
     mp, ap = EDGE_TYPES.index("max_pool"), EDGE_TYPES.index("avg_pool")
-    for m, src in zip(pred.members, saved[1].members):
+    for m, src in zip(pred.members, saved_predictor[1].members):
         assert torch.equal(m.edge_type.weight[mp], src.edge_type.weight[ap])
         assert not torch.equal(src.edge_type.weight[mp], src.edge_type.weight[ap])  # the source is untouched
     with pytest.warns(UnseenLayerWarning):
-        pred = saved[1].transfer(MACRO, adapt=True, check=CHECK)
+        pred = saved_predictor[1].transfer(MACRO, adapt=True, check=CHECK)
     assert pred.history[-1]["adapted"] == {"kernels": "read through their centre 3x3"}
     k = TINY.kernel_size
     cols = pred.members[0].edge_in.weight[:, : k * k].reshape(-1, k, k)
     assert (cols[:, :2] == 0).all() and (cols[:, :, 5:] == 0).all() and (cols[:, 2:5, 2:5] != 0).any()
 
 
-def test_transfer_rejects_bad_input(saved) -> None:
+def test_transfer_rejects_bad_input(saved_predictor) -> None:
     with pytest.raises(ValueError, match="cannot build networks at size"):
-        saved[1].transfer(NB101, size={"C": 0}, check=CHECK)
+        saved_predictor[1].transfer(NB101, size={"C": 0}, check=CHECK)
     with pytest.raises(ValueError, match="cannot build networks at size"):
-        saved[1].transfer(MACRO, size={"depth": 3}, check=CHECK)
+        saved_predictor[1].transfer(MACRO, size={"depth": 3}, check=CHECK)
     with pytest.raises(TypeError, match="SearchSpace"):
-        saved[1].transfer(42)
+        saved_predictor[1].transfer(42)
     with pytest.raises(RuntimeError, match="fitted"):
         WeightPredictor(NB201, encoder=TINY, ensemble=1).transfer(NB101)
     with pytest.raises(ValueError, match="check must be"):
-        saved[1].transfer(NB101, check=0)
+        saved_predictor[1].transfer(NB101, check=0)
     with pytest.raises(ValueError, match="cannot build"):
         layer_types(WeightPredictor(NB101, encoder=TINY, ensemble=1, size={"C": 0}).candidates, n=4)
-
-
-# -- wsnas predictor finetune ---------------------------------------------------------------------------------
-def _nb101_zoo(path, n: int = 10) -> list:
-    archs = sample_distinct(NB101, n, 5)
-    zoo = Zoo(path)
-    for i, a in enumerate(archs):
-        acc = 0.2 + 0.01 * i
-        zoo.append(ZooRecord(
-            space="nb101", arch=NB101.to_string(a), arch_hash=a.hash, seed=0, task="synthetic",
-            task_fingerprint="0123456789abcdef", val_acc=acc, val_loss=1 - acc, val_acc_curve=[acc],
-            val_loss_curve=[1 - acc], train_loss_curve=[1.0], train_seconds=0.5, params=10, flops=10,
-            diverged=False, init="kaiming_normal", wsnas_version="0.1.0", timestamp="2025-01-01T00:00:00+00:00",
-        ))  # fmt: skip
-    return archs
-
-
-def run(*args: str):
-    return CliRunner().invoke(predictor_group, list(args))
-
-
-def test_cli_finetune_transfers_and_fine_tunes(saved, tmp_path) -> None:
-    _nb101_zoo(tmp_path / "zoo.jsonl")
-    out = tmp_path / "ft.safetensors"
-    result = run("finetune", "--predictor", str(saved[0]), "--zoo", str(tmp_path / "zoo.jsonl"), "--n", "6",
-                 "--epochs", "2", "--seed", "1", "--out", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "warning: search space 'nb101' uses layer types" in result.output
-    assert "transferred from nb201 and fine-tuned on 6 nb101 architectures (2 epochs)" in result.output
-    pred = load(out)
-    assert pred.space.name == "nb101" and [e["event"] for e in pred.history] == ["fit", "transfer", "fine_tune"]
-    event = pred.history[-1]
-    assert event["n"] == 6 and event["seed"] == 1 and len(event["arch_hashes"]) == 6 and event["epochs"] == 2
-    json.dumps(pred.card, allow_nan=False)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--n", "50"], "more than the 10 usable architectures"),
-        (["--n", "1"], "--n must be >= 2"),
-        (["--n", "4", "-s", "C=2"], "cannot transfer the predictor to 'nb101'"),
-        (["--n", "4", "--space", "nope"], "nope"),
-        (["--n", "4", "--target", "accuracy"], "target must be one of"),
-        (["--n", "4", "--epochs", "0"], "--epochs must be >= 1"),
-        (["--n", "4", "--lr", "0"], "--lr must be > 0"),
-    ],
-    ids=["too-many", "too-few", "bad-size", "unknown-space", "bad-target", "bad-epochs", "bad-lr"],
-)
-def test_cli_finetune_bad_input_is_one_error_line(saved, tmp_path, args, message) -> None:
-    _nb101_zoo(tmp_path / "zoo.jsonl")
-    result = run("finetune", "--predictor", str(saved[0]), "--zoo", str(tmp_path / "zoo.jsonl"),
-                 "--out", str(tmp_path / "o.st"), *args)  # fmt: skip
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert not (tmp_path / "o.st").exists()
-
-
-def test_cli_finetune_missing_files_are_one_error_line(saved, tmp_path) -> None:
-    result = run("finetune", "--predictor", str(saved[0]), "--zoo", str(tmp_path / "none.jsonl"), "--n", "4",
-                 "--out", str(tmp_path / "o.st"))  # fmt: skip
-    assert result.exit_code == 2 and result.output.startswith("error: zoo file") and "does not exist" in result.output
-    _nb101_zoo(tmp_path / "zoo.jsonl")
-    result = run("finetune", "--predictor", str(tmp_path / "nope.st"), "--zoo", str(tmp_path / "zoo.jsonl"),
-                 "--n", "4", "--out", str(tmp_path / "o.st"))  # fmt: skip
-    assert result.exit_code == 2 and result.output.startswith("error: predictor file"), result.output
-    assert "does not exist" in result.output

@@ -1,19 +1,16 @@
-"""wsnas.search in one process: budget, resume, determinism, evaluators, objectives, errors, the CLI."""
+"""wsnas.search in one process: budget, resume, determinism, evaluators, objectives, errors (the CLI: tests/cli)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from click.testing import CliRunner
 
 import wsnas
 from wsnas._search._store import is_token
-from wsnas.cli import main
 from wsnas.search_spaces import get_space
 
 SPACE = get_space("nb201")
@@ -22,11 +19,6 @@ SPACE = get_space("nb201")
 @pytest.fixture(scope="module")
 def accs(records) -> dict[str, float]:
     return {r.arch_hash: r.val_acc for r in records}
-
-
-@pytest.fixture(scope="module")
-def pred_file(pred, tmp_path_factory) -> Path:
-    return Path(pred.save(tmp_path_factory.mktemp("pred") / "tiny.safetensors"))
 
 
 def _tokens(result: wsnas.SearchResult) -> list[optuna.trial.FrozenTrial]:
@@ -195,49 +187,6 @@ def test_bad_search_input_is_one_clear_error_before_any_work(table, pred, tmp_pa
             wsnas.search(kw.pop("space"), output_dir=out, progress=False, **kw)
         assert "secret" not in str(info.value)
         assert not out.exists() or not any(out.iterdir()), f"{change} left files behind"
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def test_cli_search_json_and_table(table, pred_file, tmp_path) -> None:
-    args = ["search", "--evaluator", f"table:{table}:arch:acc", "--eval-budget", "4", "--predictor", str(pred_file),
-            "--batch-size", "8", "--output-dir", str(tmp_path), "--quiet"]  # fmt: skip
-    result = _cli(*args, "--json")
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
-    assert {"best", "pareto", "history", "study_name", "storage", "objectives"} <= set(doc)
-    assert len(doc["history"]) == 4
-    assert all({"arch", "accuracy", "trial", "predicted"} <= set(h) for h in doc["history"])
-    assert doc["best"]["arch"] in [h["arch"] for h in doc["history"]] and doc["best"]["params"] > 0
-    text = _cli(*args)  # the same command again: resumes (nothing left) and prints the table
-    assert text.exit_code == 0, text.output
-    assert "measured" in text.stdout and doc["best"]["arch"] in text.stdout and "wsnas worker --study" in text.stdout
-    worker = _cli("worker", "--study", doc["study_name"], "--storage", doc["storage"], "--quiet", "--json")
-    assert worker.exit_code == 0, worker.output
-    assert [h["arch"] for h in json.loads(worker.stdout)["history"]] == [h["arch"] for h in doc["history"]]
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
-
-
-def test_cli_bad_input_is_one_line(table, pred_file, tmp_path) -> None:
-    base = ["search", "--output-dir", str(tmp_path), "--quiet", "--predictor", str(pred_file)]
-    ev = f"table:{table}:arch:acc"
-    _one_line_error(_cli(*base, "--space", "nb999"), "unknown search space 'nb999'")
-    _one_line_error(_cli(*base, "--evaluator", ev, "--objectives", "accuracy,joules"), "unknown objective 'joules'")
-    _one_line_error(_cli(*base, "--evaluator", ev, "--sampler", "cmaes"), "unknown sampler 'cmaes'")
-    _one_line_error(_cli(*base, "--evaluator", "table:nope.csv:arch:acc"), "table file 'nope.csv' does not exist")
-    _one_line_error(_cli(*base, "--evaluator", f"table:{table}:name:acc"), "has no column 'name'")
-    _one_line_error(_cli(*base, "--evaluator", "bogus"), "an evaluator is 'train:TASK' or 'table:")
-    _one_line_error(_cli(*base, "--evaluator", "train:imagenet"), "unknown task 'imagenet'")
-    _one_line_error(_cli(*base, "--evaluator", ev, "--storage", "postgresql://127.0.0.1:1/x"), "cannot open storage")
-    missing = ["worker", "--study", "nope", "--storage", f"sqlite:///{tmp_path / 'w.db'}", "--quiet"]
-    _one_line_error(_cli(*missing), "no study named 'nope'")
 
 
 def test_evaluator_results_are_normalised() -> None:

@@ -97,12 +97,3 @@ def test_server_down_mid_search_then_track_sync_fills_in_exactly_once(mlflow_ser
     runs = children(client, exp.experiment_id, parent.info.run_id)
     assert sorted(int(r.data.tags["wsnas.trial"]) for r in runs) == sorted(r.trial for r in res.history)
     assert sorted(r.data.params["arch"] for r in runs) == sorted(r.arch for r in res.history)
-
-
-def test_track_sync_and_ui_errors(tmp_path) -> None:
-    out = CliRunner().invoke(main, ["track", "sync", "--study", "x", "--output-dir", str(tmp_path)])
-    assert out.exit_code == 2 and "error: no search storage in" in out.output
-    out = CliRunner().invoke(main, ["ui", "--output-dir", str(tmp_path)])
-    assert out.exit_code == 2 and "error: no tracking store at" in out.output
-    out = CliRunner().invoke(main, ["ui", "--tracking-uri", "http://127.0.0.1:5999"])
-    assert out.exit_code == 0 and "MLflow UI: http://127.0.0.1:5999" in out.output
