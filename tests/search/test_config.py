@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 
 import wsnas
 from wsnas._search import SearchConfig
 from wsnas._search._config import STORED
+from wsnas._search._loop import Loop
 from wsnas._search._protocol import MEMBERS
+from wsnas._search._store import Coordinator
 from wsnas.search_spaces import get_space
 
 SPACE = get_space("nb201")
@@ -68,7 +71,19 @@ def test_workers_derive_their_seed_without_changing_the_config(tmp_path: Path) -
     assert first._config.seed == second._config.seed == 5
     assert first.study.user_attrs["wsnas:config"]["seed"] == 5
     workers = sorted(v for k, v in second.study.user_attrs.items() if k.startswith("wsnas:worker:"))
-    assert workers == [0, 1]  # the second worker's sampler used seed 5 + 1
+    assert workers == [0, 1]
+    config = second._config  # worker i's sampler draws as a fresh sampler seeded seed + i
+
+    def first_proposal(sampler) -> str:  # noqa: ANN001
+        study = optuna.create_study(directions=config.directions, sampler=sampler)
+        return SPACE.to_string(SPACE.suggest(study.ask()))
+
+    expected = [first_proposal(optuna.samplers.TPESampler(seed=5 + worker)) for worker in (0, 1, 2)]
+    assert len(set(expected)) == 3  # the seeds tell the workers apart
+    for worker in (0, 1, 2):
+        loop = Loop(config, second.study, Coordinator(second.study), None, worker=worker)
+        assert first_proposal(loop.sampler) == expected[worker]
+    assert config.seed == 5
 
 
 def test_weight_predictor_is_a_search_predictor(pred) -> None:
