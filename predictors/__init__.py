@@ -25,10 +25,11 @@ _LAZY: dict[str, str] = {
         ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],
         "wsnas.predictors._baselines",
     ),  # fmt: skip
+    **dict.fromkeys(["ZeroCostScores", "ZeroCostGBMBaseline", "arch_tokens"], "wsnas.predictors._zc_gbm"),
     **dict.fromkeys(["log_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
     **dict.fromkeys(
-        ["evaluate", "EvalTable", "top_fraction_precision", "METHODS", "ZERO_COST_METHODS"],
+        ["evaluate", "EvalTable", "top_fraction_precision", "METHODS", "TRAINABLE_METHODS", "ZERO_COST_METHODS"],
         "wsnas.predictors._evaluate",
     ),
     **dict.fromkeys(

@@ -110,22 +110,30 @@ class ZeroCostBaseline:
         """Training-free: returns ``self`` unchanged."""
         return self
 
-    def score(self, arch: Arch | str) -> float:
-        """The proxy of one architecture (``nan`` becomes ``-inf``: a broken network ranks last)."""
+    def network(self, arch: Arch | str) -> nn.Module:
+        """``arch`` built at ``size`` for the task's classes and channels, with weights generated from ``seed``."""
         from wsnas.encoding import generate, load_into, weight_spec
 
         arch = _archs(self.space, [arch])[0]
-        x, y = self.batch()
         kwargs = {"num_classes": self.task.source.num_classes, "in_channels": self.task.source.in_channels}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)  # whatever build draws is overwritten, but keep it seeded anyway
             net = self.space.build(arch, **{**kwargs, **self.size})
         spec = weight_spec(net, init=self.init)
         load_into(net, generate(spec, [self.seed], device="cpu").candidate(0))
+        return net
+
+    def value(self, net: nn.Module, proxy: str | None = None) -> float:
+        """One proxy (default: this baseline's) of a :meth:`network` on the fixed batch; ``nan`` -> ``-inf``."""
+        x, y = self.batch()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            value = zero_cost(self.proxy, net, x, y)
+            value = zero_cost(self.proxy if proxy is None else proxy, net, x, y)
         return -math.inf if math.isnan(value) else value
+
+    def score(self, arch: Arch | str) -> float:
+        """The proxy of one architecture (``nan`` becomes ``-inf``: a broken network ranks last)."""
+        return self.value(self.network(arch))
 
     def predict(self, archs: Sequence[Arch | str]) -> np.ndarray:
         """``[n]`` proxy values (float64)."""

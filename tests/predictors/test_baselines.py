@@ -15,6 +15,7 @@ from wsnas.predictors import EncoderConfig, WeightPredictor
 from wsnas.predictors._baselines import ArchGNNBaseline, WeightStatsBaseline, ZeroCostBaseline
 from wsnas.predictors._shuffled import ShuffledCandidateGraphs, ShuffledWeightPredictor
 from wsnas.predictors._training import spearman
+from wsnas.predictors._zc_gbm import ZeroCostGBMBaseline
 from wsnas.predictors._zero_cost import ZERO_COST_PROXIES
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
@@ -67,6 +68,7 @@ def test_zero_cost_batch_depends_on_seed_only() -> None:
 MAKERS = {
     "gnn": lambda s: ArchGNNBaseline(SPACE, seed=s, **GNN),
     "stats": lambda s: WeightStatsBaseline(SPACE, size=SIZE, seed=s),
+    "zc_gbm": lambda s: ZeroCostGBMBaseline(SPACE, seed=s, zero_cost_options={"size": SIZE, "batch_size": 8}),
 }
 
 

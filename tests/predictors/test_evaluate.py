@@ -19,7 +19,7 @@ from wsnas.training import Zoo
 
 SPACE = get_space("nb201")
 SIZE = {"C": 4, "N": 1}
-METHODS = ("encoder", "encoder_shuffled", "arch_gnn", "weight_stats", "params", "synflow")
+METHODS = ("encoder", "encoder_shuffled", "arch_gnn", "weight_stats", "zc_gbm", "params", "synflow")
 FAST = {
     "encoder": EncoderConfig(hidden=8, layers=1, kernel_size=3),
     "ensemble": 2,
