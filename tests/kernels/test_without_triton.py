@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import pytest
 from pathlib import Path
+
+import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (CI runs 3.11)
 
