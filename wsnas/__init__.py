@@ -29,6 +29,8 @@ from wsnas._errors import (
 from wsnas._netstats import count_flops, count_params
 from wsnas._version import __version__
 from wsnas.training import (
+    ExportError,
+    ExportResult,
     Task,
     TaskData,
     TrainResult,
@@ -37,6 +39,7 @@ from wsnas.training import (
     build_zoo,
     cifar10,
     digits,
+    export,
     get_task,
     sample_distinct,
     synthetic,
@@ -92,6 +95,9 @@ __all__ = [
     "ZooRecord",
     "build_zoo",
     "sample_distinct",
+    "export",
+    "ExportResult",
+    "ExportError",
     "__version__",
     *_LAZY,
 ]

@@ -11,6 +11,7 @@ import click
 
 from wsnas.cli._arch import arch_group, spaces_cmd
 from wsnas.cli._common import ErrorLineGroup
+from wsnas.cli._export import export_cmd
 from wsnas.cli._predict import predict_cmd
 from wsnas.cli._predictor import predictor_group
 from wsnas.cli._search import search_cmd, worker_cmd
@@ -31,5 +32,5 @@ def main() -> None:
 
 
 for _command in (spaces_cmd, arch_group, zoo_group, predictor_group, predict_cmd, search_cmd, worker_cmd, ui_cmd,
-                 track_group):  # fmt: skip
+                 track_group, export_cmd):  # fmt: skip
     main.add_command(_command)

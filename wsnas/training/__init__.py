@@ -6,13 +6,15 @@
 
 Modules: :mod:`~wsnas.training._datasets` (where images come from, read without unpickling code),
 :mod:`~wsnas.training._tasks` (:class:`Task` and its fingerprint), :mod:`~wsnas.training._train`
-(training runs, one process per core) and :mod:`~wsnas.training._zoo` (zoo files). Importing this
+(training runs, one process per core), :mod:`~wsnas.training._zoo` (zoo files) and
+:mod:`~wsnas.training._export` (a chosen architecture as a network to ship: :func:`export`). Importing this
 package is cheap: torch loads inside the functions that train.
 """
 
 from __future__ import annotations
 
 from wsnas.training._datasets import DataSource, cifar10_source
+from wsnas.training._export import ExportError, ExportResult, export
 from wsnas.training._tasks import (
     OPTIMIZERS,
     SCHEDULES,
@@ -46,4 +48,7 @@ __all__ = [
     "ZooRecord",
     "build_zoo",
     "sample_distinct",
+    "ExportError",
+    "ExportResult",
+    "export",
 ]
