@@ -158,3 +158,17 @@ def test_python_export_refuses_a_full_folder(tmp_path) -> None:
         wsnas.export("nb201", ARCH, tmp_path)
     with pytest.raises(wsnas.InvalidArchitecture):
         wsnas.export("nb201", 42, tmp_path / "new")
+
+
+def test_a_program_that_computes_something_else_is_refused() -> None:
+    from wsnas.training._export import _check_same
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    x = torch.randn(2, 3, 2, 2)
+    with torch.no_grad():
+        logits = net(x)
+        _check_same("copy", net, net, x, logits)
+        with pytest.raises(wsnas.ExportError, match="the shifted does not compute what the network does"):
+            _check_same("shifted", lambda t: net(t) + 1, net, x, logits)
+        with pytest.raises(wsnas.ExportError, match="the baked fails on a batch of 3"):
+            _check_same("baked", lambda t: net(t.view(2, 3, 2, 2)), net, x, logits)

@@ -392,12 +392,19 @@ def _save_state(net: nn.Module, path: Path) -> None:
         save_file(state, str(tmp), metadata={"format": "pt"})
 
 
-def _check_same(what: str, got: torch.Tensor, want: torch.Tensor) -> None:
+def _check_same(what: str, program: Any, net: nn.Module, example: torch.Tensor, logits: torch.Tensor) -> None:
+    """``program`` computes ``net`` on ``example [2, C, H, W]`` and on a batch of another size (``[3, ...]``)."""
     import torch
 
-    if got.shape != want.shape or not torch.allclose(got, want, **_TOLERANCE):
-        diff = (got - want).abs().max().item() if got.shape == want.shape else "shape"
-        raise ExportError(f"the {what} does not compute what the network does (max difference {diff})")
+    other = torch.cat([example, example[:1]])  # [3, C, H, W]: no batch size may be baked in
+    for x, want in ((example, logits), (other, net(other))):
+        try:
+            got = program(x)
+        except Exception as exc:  # noqa: BLE001 - a program that cannot run this batch
+            raise ExportError(f"the {what} fails on a batch of {len(x)}: {exc}") from None
+        if got.shape != want.shape or not torch.allclose(got, want, **_TOLERANCE):
+            diff = (got - want).abs().max().item() if got.shape == want.shape else "shape"
+            raise ExportError(f"the {what} does not compute what the network does (max difference {diff})")
 
 
 @contextlib.contextmanager
@@ -419,7 +426,7 @@ def _save_torchscript(net: nn.Module, example: torch.Tensor, logits: torch.Tenso
             raise ExportError(f"cannot trace the network with TorchScript ({exc}); pass torchscript=False") from None
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
-        _check_same("TorchScript trace", torch.jit.load(io.BytesIO(buffer.getvalue()))(example), logits)
+        _check_same("TorchScript trace", torch.jit.load(io.BytesIO(buffer.getvalue())), net, example, logits)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -435,7 +442,7 @@ def _save_torch_export(net: nn.Module, example: torch.Tensor, logits: torch.Tens
         buffer = io.BytesIO()
         torch.export.save(program, buffer)
         loaded = torch.export.load(io.BytesIO(buffer.getvalue())).module()
-        _check_same("torch.export program", loaded(example), logits)
+        _check_same("torch.export program", loaded, net, example, logits)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
