@@ -122,6 +122,11 @@ def _resolve(path_or_name: str | os.PathLike[str]) -> Path:
 def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
+    try:  # safetensors reports every failure to open as "No such file or directory": open it here first
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise PredictorFileError(f"cannot read predictor file {str(path)!r}: {exc.strerror or exc}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
@@ -235,6 +240,11 @@ def load_as(
             safetensors, no or invalid card, another format version), is truncated, was tampered with
             (a digest does not match), or its tensors are missing, extra or of the wrong shape.
     """
+    if not isinstance(path_or_name, (str, os.PathLike)):
+        raise PredictorFileError(
+            "a predictor is loaded from a file path, a shipped predictor's name or an MLflow model URI (a str or "
+            f"os.PathLike), got {path_or_name!r} ({type(path_or_name).__name__})"
+        )
     if isinstance(path_or_name, str) and path_or_name.startswith(MODEL_URI_SCHEMES):
         with tempfile.TemporaryDirectory(prefix="wsnas-model-") as tmp:  # the tensors are read into memory
             return load_as(cls, download_predictor(path_or_name, tmp), device=device, space=space)
@@ -275,6 +285,7 @@ def download_predictor(uri: str, dst: str | os.PathLike[str] | None = None) -> P
     """
     import mlflow
 
+    _check_mlflow_store(uri)
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if dst is None else str(dst)))
     except Exception as exc:  # MlflowException, connection errors: one clear message
@@ -283,3 +294,30 @@ def download_predictor(uri: str, dst: str | os.PathLike[str] | None = None) -> P
     if not found:
         raise PredictorFileError(f"the MLflow model {uri!r} holds no {MODEL_DATA} (not a wsnas predictor model)")
     return found[0]
+
+
+def _check_mlflow_store(uri: str) -> None:
+    """The MLflow store that ``uri`` is looked up in was chosen and exists: a look-up creates nothing (MLflow
+    would otherwise create ``./mlflow.db``, or the SQLite file it was pointed at, and then say "not found")."""
+    import mlflow
+
+    try:
+        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+    except ImportError:  # another MLflow: only the environment tells
+        chosen = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    else:
+        chosen = is_tracking_uri_set()
+    if not chosen and not os.environ.get("MLFLOW_REGISTRY_URI"):
+        raise PredictorFileError(
+            f"cannot fetch the MLflow model {uri!r}: no MLflow tracking URI is set; set MLFLOW_TRACKING_URI "
+            "(or call mlflow.set_tracking_uri) to the store the model was logged to, e.g. sqlite:///RUNS/mlflow.db "
+            "or http://HOST:PORT"
+        )
+    store = mlflow.get_registry_uri() if uri.startswith("models:") else mlflow.get_tracking_uri()
+    if store.startswith("sqlite:///"):
+        db = Path(store[len("sqlite:///") :])
+        if not db.is_file():
+            raise PredictorFileError(
+                f"cannot fetch the MLflow model {uri!r}: the MLflow store {store!r} does not exist "
+                "(nothing was created)"
+            )

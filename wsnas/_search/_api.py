@@ -10,6 +10,7 @@ machines share one study (:func:`join`, ``wsnas worker``) without evaluating an 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -72,22 +73,25 @@ def search(
         eval_budget: real evaluations in all (across every worker; a FAIL trial counts as one);
             ``0``: training-free, predictions only.
         predictor: ``"default"`` (the shipped predictor of the space), a predictor file, a predictor
-            object (any :class:`~wsnas.SearchPredictor`, such as a ``WeightPredictor``; copied, then
-            fine-tuned online), or ``None`` (plain Optuna: no screening).
+            object (any :class:`~wsnas.SearchPredictor`, such as a ``WeightPredictor``; copied), or ``None``
+            (plain Optuna: no screening). With one objective the predictor is the mean of a Gaussian
+            process that real results correct (:mod:`wsnas._search._acquire`); with several it ranks
+            batches of proposals and is fine-tuned online.
         objectives: ``accuracy`` plus any of ``params``, ``flops``, ``latency`` (the network's costs).
         sampler: ``None`` (TPE for one objective, NSGA-II for several), ``tpe``, ``nsga2``, ``random`` or an
             Optuna sampler.
         n_candidates: architectures screened in all (default ``8 * eval_budget``; 500 training-free);
             each round of ``batch_size`` (default 32) candidates spends ``eval_budget * batch_size /
-            n_candidates`` real evaluations on the best of them.
+            n_candidates`` real evaluations on the best of them. With one objective and a predictor: the
+            size of the first pool when the evaluator has no table (then ``batch_size`` more each round).
         storage: an Optuna storage URL (``sqlite:///...``, ``postgresql://...``) or ``journal:PATH``;
             ``None``: ``OUTPUT_DIR/search.db``.
         study_name: default ``SPACE-DIGEST``, a digest of the configuration: the same call resumes.
         seed: seeds the sampler (worker ``i`` of a shared study uses ``seed + i``).
         output_dir: where the default storage, ``STUDY.json`` and ``STUDY-screening.csv`` go.
         max_params: drop candidates with more parameters before they are scored.
-        kappa: the uncertainty weight of the ranking ``score + kappa * uncertainty``.
-        fine_tune_epochs: epochs of each online fine-tuning of the predictor.
+        kappa: the uncertainty weight of the ranking ``score + kappa * uncertainty`` (several objectives).
+        fine_tune_epochs: epochs of each online fine-tuning of the predictor (several objectives).
         stale_after: seconds without a heartbeat after which another worker's evaluation counts as dead.
         tracking: MLflow tracking (see :mod:`wsnas._search._tracker`): ``True`` logs to ``$MLFLOW_TRACKING_URI``
             or else ``sqlite:///OUTPUT_DIR/mlflow.db``; a string is a tracking URI; ``False`` turns it off;
@@ -100,6 +104,7 @@ def search(
         wsnas.StorageError: bad input, each before any work starts. An evaluator that fails on an
         architecture makes that trial FAIL (the reason is kept) and the search goes on.
     """
+    _check_stale_after(stale_after)
     config = SearchConfig.build(
         space=space, evaluator=evaluator, eval_budget=eval_budget, predictor=predictor, objectives=objectives,
         sampler=sampler, n_candidates=n_candidates, batch_size=batch_size, seed=seed, max_params=max_params,
@@ -132,8 +137,13 @@ def join(
     Raises:
         wsnas.SearchConfigError: no such study, or its evaluator or predictor cannot be rebuilt.
     """
+    _check_stale_after(stale_after)
+    if not isinstance(study_name, str) or not isinstance(storage, str):
+        raise SearchConfigError(
+            f"join needs a study name and a storage URL (str), got {study_name!r} and {storage!r}"
+        )
     out = Path(output_dir)
-    storage_obj, url = open_storage(storage, out)
+    storage_obj, url = open_storage(storage, out, must_exist=study_name)
     study, stored = open_study(storage_obj, study_name, [], None)
     ev = evaluator if evaluator is not None else stored.get("evaluator")
     if ev == "callable":
@@ -196,3 +206,9 @@ def _run(
         log_artifacts(tracker, result, out / f"{name}-artifacts")
         tracker.finish()
     return result
+
+
+def _check_stale_after(stale_after: Any) -> None:
+    ok = isinstance(stale_after, (int, float)) and not isinstance(stale_after, bool)
+    if not ok or not math.isfinite(stale_after) or stale_after <= 0:
+        raise SearchConfigError(f"stale_after must be a positive number of seconds, got {stale_after!r}")

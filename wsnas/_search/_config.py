@@ -118,8 +118,13 @@ class SearchConfig:
             wsnas.SearchConfigError, wsnas.UnknownSearchSpace, wsnas.PredictorFileError,
             wsnas.EvaluatorError: the first bad argument, in the order above.
         """
-        from wsnas.search_spaces import get_space
+        from wsnas.search_spaces import SearchSpace, get_space
 
+        if not isinstance(space, (str, SearchSpace)):
+            raise SearchConfigError(
+                f"space must be a search space name (see `wsnas spaces`) or a SearchSpace, got {space!r} "
+                f"({type(space).__name__})"
+            )
         space_obj = get_space(space) if isinstance(space, str) else space
         names = check_objectives(objectives)
         if "accuracy" not in names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -121,6 +122,11 @@ class TableEvaluator:
         *,
         space: SearchSpace | str | None = None,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise EvaluatorError(f"TableEvaluator needs the path of a CSV file (str or os.PathLike), got {path!r}")
+        for what, col in (("arch_column", arch_column), ("metric_column", metric_column)):
+            if not isinstance(col, str) or not col:
+                raise EvaluatorError(f"TableEvaluator's {what} must be a column name (a non-empty str), got {col!r}")
         self.path = Path(path)
         self.arch_column = str(arch_column)
         self.metric_column = str(metric_column)
@@ -147,7 +153,7 @@ class TableEvaluator:
                 for col in (self.arch_column, self.metric_column):
                     if col not in columns:
                         raise EvaluatorError(f"table {where} has no column {col!r}; its columns are {columns}")
-                rows = []
+                rows, bad = [], []
                 for lineno, row in enumerate(reader, start=2):
                     text, raw = row.get(self.arch_column), row.get(self.metric_column)
                     if text is None or raw is None or not text.strip():
@@ -158,11 +164,27 @@ class TableEvaluator:
                         raise EvaluatorError(
                             f"table {where} line {lineno}: {self.metric_column!r} must be a number, got {raw!r}"
                         ) from None
+                    if not math.isfinite(value):
+                        bad.append(lineno)
+                        continue
                     rows.append((lineno, text.strip(), value))
         except UnicodeDecodeError as exc:
             raise EvaluatorError(f"table {where} is not a UTF-8 CSV file ({exc.reason})") from None
         except csv.Error as exc:
             raise EvaluatorError(f"table {where} is not a valid CSV file ({exc})") from None
+        if bad:
+            lines = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            if not rows:
+                raise EvaluatorError(
+                    f"table {where}: every one of its {len(bad)} rows has a non-finite {self.metric_column!r} "
+                    f"(NaN or inf; lines {lines})"
+                )
+            warnings.warn(
+                f"table {where}: {len(bad)} row(s) with a non-finite {self.metric_column!r} (NaN or inf) left out "
+                f"(lines {lines})",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if not rows:
             raise EvaluatorError(f"table {where} has no rows below its header")
         return rows

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsnas._errors import SearchConfigError, StorageError
+from wsnas._search._files import check_sqlite_file, repair_journal, require_file
 from wsnas._search._optuna import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:
@@ -60,17 +61,22 @@ def _safe_url(url: str) -> str:
         return url
 
 
-def open_storage(url: str | None, output_dir: Path) -> tuple[BaseStorage, str]:
+def open_storage(url: str | None, output_dir: Path, *, must_exist: bool | str = False) -> tuple[BaseStorage, str]:
     """Open the storage at ``url`` (``None``: ``sqlite:///OUTPUT_DIR/search.db``) and check it answers.
 
     ``journal:PATH`` (or ``journal:///PATH``) opens Optuna's journal file storage at ``PATH``; anything
-    else is an SQLAlchemy URL for Optuna's RDB storage (``sqlite:///...``, ``postgresql://...``).
+    else is an SQLAlchemy URL for Optuna's RDB storage (``sqlite:///...``, ``postgresql://...``). A
+    journal's torn last line is dropped with a warning; an SQLite file that is empty or damaged is refused.
+    ``must_exist``: a look-up of a study that should be there (a worker joining, a sync; a str names the
+    study): a journal or SQLite file that does not exist is an error, and nothing is created.
 
     Raises:
         StorageError: the URL cannot be opened (the message names it, without its password, and why).
     """
     import optuna
 
+    if url is None and must_exist:
+        require_file(output_dir / "search.db", "search storage", _looked_for(must_exist))
     if url is None:
         output_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(output_dir / 'search.db').resolve()}"
@@ -79,12 +85,25 @@ def open_storage(url: str | None, output_dir: Path) -> tuple[BaseStorage, str]:
         path = path[2:] if path.startswith("///") else path
         if not path:
             raise StorageError(f"a journal storage URL is journal:PATH, got {url!r}")
+        if must_exist:
+            require_file(Path(path), "journal storage", _looked_for(must_exist))
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            repair_journal(Path(path))
             backend = optuna.storages.journal.JournalFileBackend(path)
             return optuna.storages.JournalStorage(backend), url
         except OSError as exc:
             raise StorageError(f"cannot open journal storage {path!r}: {exc}") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: not a journal, or damaged inside
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(
+                f"journal storage {path!r} is not a readable Optuna journal (damaged or another kind of file: "
+                f"{type(exc).__name__}: {reason})"
+            ) from None
+    sqlite_file = _sqlite_path(url)
+    if sqlite_file is not None:
+        if must_exist:
+            require_file(sqlite_file, "search storage", _looked_for(must_exist))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 120}
@@ -92,6 +111,8 @@ def open_storage(url: str | None, output_dir: Path) -> tuple[BaseStorage, str]:
         kwargs["connect_args"] = {"connect_timeout": 10}
     try:
         storage = _rdb_storage(url, kwargs)
+    except StorageError:
+        raise
     except ImportError:
         raise StorageError(
             f"storage {_safe_url(url)!r} needs its database driver: pip install it "
@@ -101,6 +122,10 @@ def open_storage(url: str | None, output_dir: Path) -> tuple[BaseStorage, str]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {_safe_url(url)!r}: {reason}") from None
     return storage, url
+
+
+def _looked_for(must_exist: bool | str) -> str | None:
+    return must_exist if isinstance(must_exist, str) else None
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
@@ -116,6 +141,9 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> Any:
     for attempt in range(10):
         try:
             with quiet_optuna(), _creation_lock(url):
+                sqlite_file = _sqlite_path(url)
+                if sqlite_file is not None:  # under the lock: a file another worker is creating is complete
+                    check_sqlite_file(sqlite_file)
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             break
         except sqlalchemy.exc.DBAPIError as exc:  # tables created by two workers at once

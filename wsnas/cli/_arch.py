@@ -11,7 +11,7 @@ import json
 
 import click
 
-from wsnas.cli._common import CliError, parse_size, size_option
+from wsnas.cli._common import CliError, ErrorLineGroup, parse_size, size_option
 
 __all__ = ["spaces_cmd", "arch_group"]
 
@@ -36,7 +36,7 @@ def spaces_cmd(as_json: bool) -> None:
         click.echo(f"{r['name']:<{width}}  {size:>{size_w}}  {r['description']}")
 
 
-@click.group("arch")
+@click.group("arch", cls=ErrorLineGroup)
 def arch_group() -> None:
     """Inspect architectures."""
 

@@ -17,6 +17,9 @@ __all__ = [
     "CliError",
     "ErrorLineGroup",
     "one_line_errors",
+    "os_error_line",
+    "usage_line",
+    "positive_top",
     "parse_size",
     "size_option",
     "quiet_option",
@@ -39,23 +42,66 @@ class CliError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def os_error_line(exc: OSError) -> str:
+    """``'PATH': Permission denied`` (the file and the cause) of an ``OSError`` that names a file."""
+    where = repr(str(exc.filename))
+    if exc.filename2 is not None:
+        where += f" -> {str(exc.filename2)!r}"
+    return f"{where}: {exc.strerror or exc}"
+
+
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn wsnas's own errors (:class:`wsnas.WsnasError`) raised inside into a :class:`CliError`."""
+    """Turn wsnas's own errors (:class:`wsnas.WsnasError`) raised inside into a :class:`CliError`, and so
+    an ``OSError`` about a file (unreadable, a read-only folder, a folder where a file should be): one line
+    naming the file and the cause."""
     from wsnas._errors import WsnasError
 
     try:
         yield
     except WsnasError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        if exc.filename is None and not isinstance(exc, PermissionError):
+            raise
+        raise CliError(os_error_line(exc) if exc.filename is not None else str(exc)) from None
+
+
+def usage_line(exc: click.UsageError, ctx: click.Context) -> CliError:
+    """click's usage error (``Usage:`` / ``Try`` / ``Error:``) as one line with the help hint; ``ctx`` is
+    the group's context it came through (the command's own when click did not attach it)."""
+    msg = exc.format_message().strip()
+    msg = msg[:1].lower() + msg[1:]
+    msg = msg[:-1] if msg.endswith(".") else msg
+    if exc.ctx is not None:
+        path = exc.ctx.command_path
+    elif ctx.invoked_subcommand:
+        path = f"{ctx.command_path} {ctx.invoked_subcommand}"
+    else:
+        path = ctx.command_path
+    return CliError(f"{msg} (try '{path} --help')")
 
 
 class ErrorLineGroup(click.Group):
-    """A click group whose commands report wsnas's own errors as one line and exit status 2."""
+    """A click group whose commands report wsnas's own errors, and click's usage errors, as one line and
+    exit status 2 (a bare group still prints its help)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise usage_line(exc, ctx) from None
 
     def invoke(self, ctx: click.Context) -> Any:
-        with one_line_errors():
-            return super().invoke(ctx)
+        try:
+            with one_line_errors():
+                return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise usage_line(exc, ctx) from None
 
 
 def parse_size(items: tuple[str, ...]) -> dict[str, Any]:
@@ -95,6 +141,13 @@ tracking_uri_option = click.option(
 )  # fmt: skip
 #: ``--no-tracking``; combine it with ``--tracking-uri`` by :func:`tracking_choice`
 no_tracking_option = click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+
+
+def positive_top(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """``--top`` callback: a positive count."""
+    if value is not None and value < 1:
+        raise CliError(f"--top must be a positive count, got {value}")
+    return value
 
 
 def check_zoo_files(zoos: tuple[str, ...]) -> None:

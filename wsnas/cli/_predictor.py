@@ -15,6 +15,7 @@ import click
 
 from wsnas.cli._common import (
     CliError,
+    ErrorLineGroup,
     check_zoo_files,
     one_line_errors,
     parse_size,
@@ -26,7 +27,7 @@ from wsnas.cli._common import (
 __all__ = ["predictor_group", "encoder_config", "encoder_options", "parse_budgets", "parse_methods"]
 
 
-@click.group("predictor")
+@click.group("predictor", cls=ErrorLineGroup)
 def predictor_group() -> None:
     """Trainable predictors: train one on model zoos, save it as one safetensors file."""
 

@@ -17,6 +17,7 @@ import click
 from wsnas.cli._common import (
     no_tracking_option,
     one_line_errors,
+    positive_top,
     quiet_option,
     tracking_choice,
     tracking_uri_option,
@@ -52,7 +53,8 @@ _DEFAULT_BUDGET = 20
               help="Where the default storage, STUDY.json and STUDY-screening.csv go.")  # fmt: skip
 @tracking_uri_option
 @no_tracking_option
-@click.option("--top", type=int, default=5, show_default=True, help="How many architectures to list.")
+@click.option("--top", type=int, default=5, show_default=True, callback=positive_top,
+              help="How many architectures to list.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (best, pareto, history).")
 @quiet_option
 def search_cmd(

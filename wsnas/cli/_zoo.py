@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from wsnas.cli._common import CliError, ErrorLineGroup, parse_size, quiet_option, size_option
+from wsnas.cli._common import CliError, ErrorLineGroup, parse_size, positive_top, quiet_option, size_option
 
 __all__ = ["zoo_group"]
 
@@ -87,7 +87,8 @@ def build_cmd(
 
 @zoo_group.command("show")
 @click.argument("path", metavar="FILE")
-@click.option("--top", type=int, default=5, show_default=True, help="How many of the best to list.")
+@click.option("--top", type=int, default=5, show_default=True, callback=positive_top,
+              help="How many of the best to list.")  # fmt: skip
 def show_cmd(path: str, top: int) -> None:
     """Summarise the zoo FILE: record count, validation accuracy range, the best architectures."""
     from wsnas.training import Zoo
@@ -98,11 +99,20 @@ def show_cmd(path: str, top: int) -> None:
     if not records:
         click.echo(f"{path}: 0 records")
         return
+    bad = [i for i, r in enumerate(records, start=1) if not math.isfinite(r.val_acc)]
+    if bad:
+        first = ", ".join(str(i) for i in bad[:5])
+        click.echo(f"warning: skipping {len(bad)} record(s) with a non-finite val_acc (records {first}"
+                   f"{', ...' if len(bad) > 5 else ''})", err=True)  # fmt: skip
+        records = [r for r in records if math.isfinite(r.val_acc)]
+        if not records:
+            raise CliError(f"zoo file {path!r} has no record with a finite val_acc")
     accs = [r.val_acc for r in records]
     diverged = sum(r.diverged for r in records)
     secs = [r.train_seconds for r in records if math.isfinite(r.train_seconds)]
     groups = sorted({(r.space, r.task, r.task_fingerprint) for r in records})
-    click.echo(f"{path}: {len(records)} records ({diverged} diverged)")
+    skipped = f", {len(bad)} record(s) with a non-finite val_acc skipped" if bad else ""
+    click.echo(f"{path}: {len(records)} records ({diverged} diverged{skipped})")
     for space, task, fp in groups:
         click.echo(f"  space {space}  task {task}  fingerprint {fp}")
     click.echo(f"val acc   {min(accs):.4f} .. {max(accs):.4f} (mean {sum(accs) / len(accs):.4f})")

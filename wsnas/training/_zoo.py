@@ -84,6 +84,8 @@ class ZooRecord:
         kept = {k: v for k, v in doc.items() if k in names}
         if kept.get("cpu_seconds") is None:
             kept.pop("cpu_seconds", None)
+        for name, value in kept.items():
+            _check_field(name, value)
         return cls(**kept)
 
     def to_json(self) -> str:
@@ -91,6 +93,34 @@ class ZooRecord:
         if not math.isfinite(doc["cpu_seconds"]):
             doc["cpu_seconds"] = None
         return json.dumps(doc, sort_keys=True, allow_nan=False)
+
+
+_NUMBERS = ("val_acc", "train_seconds", "cpu_seconds")
+_INTS = ("seed", "params", "flops")
+_CURVES = ("val_acc_curve", "val_loss_curve", "train_loss_curve")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_field(name: str, value: Any) -> None:
+    """A record field has its type (a JSON number where a number belongs, ...), else a ``ValueError``."""
+    ok = True
+    if name in _NUMBERS:
+        ok = _is_number(value)
+    elif name == "val_loss":
+        ok = value is None or _is_number(value)
+    elif name in _INTS:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif name in _CURVES:
+        ok = isinstance(value, list) and all(v is None or _is_number(v) for v in value)
+    elif name == "diverged":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(f"field {name!r} has the wrong type: {value!r}")
 
 
 class Zoo:
