@@ -15,6 +15,7 @@ chunks of ``batch_size`` architecture strings; the scores come back in input ord
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wsnas._lifeline import die_with
 from wsnas.predictors._persist import load_as, save
 
 if TYPE_CHECKING:
@@ -34,9 +36,11 @@ __all__ = ["WorkerPool", "use_workers"]
 _WORKER: WeightPredictor | None = None  # the predictor of this worker process
 
 
-def _init(path: str, space: SearchSpace, cls: type[WeightPredictor]) -> None:
+def _init(path: str, space: SearchSpace, cls: type[WeightPredictor], owner: int) -> None:
     global _WORKER
     import torch
+
+    die_with(owner)  # a killed parent leaves no worker behind
 
     torch.set_num_threads(1)
     _WORKER = load_as(cls, path, device="cpu", space=space)
@@ -77,7 +81,7 @@ class WorkerPool:
             path = str(save(pred, Path(self._tmp.name) / "predictor.safetensors"))
             ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             self._pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init, initargs=(path, pred.space, cls)
+                max_workers=workers, mp_context=ctx, initializer=_init, initargs=(path, pred.space, cls, os.getpid())
             )
             for _ in range(workers):
                 self._pool.submit(_ready)

@@ -8,6 +8,7 @@ exits with status 2.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import click
 
-from wsnas.cli._common import CliError, one_line_errors, tracking_uri_option
+from wsnas._lifeline import die_with_parent, guarded
+from wsnas.cli._common import CliError, ErrorLineGroup, one_line_errors, tracking_uri_option
 
 __all__ = ["ui_cmd", "track_group", "ui_command_line"]
 
@@ -68,15 +70,32 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
         if not _free(port):
             raise CliError(f"port {port} on 127.0.0.1 is in use; pick another with --port")
         click.echo(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C stops it)")
-        proc = subprocess.Popen(ui_command_line(uri, port), env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+        proc = subprocess.Popen(
+            guarded(ui_command_line(uri, port)),
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # kill -9 of wsnas ui stops the server too
+        )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
+    except KeyboardInterrupt as exc:
+        proc.terminate()  # the guard ends the server and every process it started
         proc.wait()
+        click.echo("MLflow UI stopped", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-@click.group("track")
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that both stop the same way."""
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+@click.group("track", cls=ErrorLineGroup)
 def track_group() -> None:
     """MLflow tracking of searches."""
 
@@ -97,7 +116,7 @@ def sync_cmd(study_name: str, storage: str | None, output_dir: str, tracking_uri
 
         if storage is None and not (Path(output_dir) / "search.db").is_file():
             raise CliError(f"no search storage in {output_dir!r}: pass --storage or --output-dir")
-        storage_obj, url = open_storage(storage, Path(output_dir))
+        storage_obj, url = open_storage(storage, Path(output_dir), must_exist=study_name)
         with quiet_optuna():
             study, _ = open_study(storage_obj, study_name, [], None)
         tracker = SearchTracker(_tracking_uri(tracking_uri, output_dir), study_name)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wsnas._arch import Arch
+from wsnas._lifeline import die_with
 
 if TYPE_CHECKING:
     import torch
@@ -225,8 +226,10 @@ def train(
     )
 
 
-def _worker_init() -> None:
+def _worker_init(owner: int) -> None:
     import torch
+
+    die_with(owner)  # a killed parent leaves no worker training for nobody
 
     torch.set_num_threads(1)
 
@@ -271,7 +274,8 @@ def train_many(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(texts)), mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(texts)), mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))  # fmt: skip
     try:
         pending = {pool.submit(_train_job, space, t, task, s) for t, s in zip(texts, seed_list)}
         while pending:
