@@ -142,3 +142,56 @@ def test_signal_to_ui_leaves_no_server(tmp_path: Path, sig: int) -> None:
     assert not _port_open(port)
     if sig == signal.SIGTERM:
         assert proc.returncode != 0
+
+
+_SLOW_TABLE = (
+    "import sys, time\n"
+    "from wsnas._search import _evaluators as e\n"
+    "call = e.TableEvaluator.__call__\n"
+    "def slow(self, arch):\n"
+    "    time.sleep(120)\n"
+    "    return call(self, arch)\n"
+    "e.TableEvaluator.__call__ = slow\n"
+    "from wsnas.cli import main\n"
+    "sys.exit(main(prog_name='wsnas'))\n"
+)
+
+
+def _states(db: Path) -> list[str]:
+    import sqlite3
+
+    if not db.is_file():
+        return []
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return [row[0] for row in con.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return []
+    finally:
+        con.close()
+
+
+def test_sigterm_to_search_releases_its_claim_and_resumes(table, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "runs"
+    args = ["search", "--evaluator", f"table:{table}:arch:acc", "--predictor", "none", "--eval-budget", "2",
+            "--output-dir", str(out), "--study-name", "s", "--no-tracking", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_TABLE, *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_for(lambda: "RUNNING" in _states(out / "search.db") or proc.poll() is not None, 120, "an evaluation")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM): finished evaluations are stored" in err and "Traceback" not in err, err
+    assert "RUNNING" not in _states(out / "search.db")
+    code = "import sys; from wsnas.cli import main; sys.exit(main(prog_name='wsnas'))"
+    again = subprocess.run([sys.executable, "-c", code, *args, "--json"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    history = json.loads(again.stdout)["history"]
+    assert len(history) == 2 and len({h["arch"] for h in history}) == 2

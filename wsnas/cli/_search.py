@@ -9,6 +9,7 @@ same command resumes.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -145,12 +146,26 @@ def _torch_one_thread() -> None:
     torch.set_num_threads(1)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: the evaluation in flight is given back the same way."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def _interruptible(run: Any) -> Any:
+    """Run the search; Ctrl-C (exit 130) and SIGTERM (exit 143) stop it cleanly, with a message."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run()
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished evaluations are stored; run the same command again to resume", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the message short
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        click.echo(f"\n{how}: finished evaluations are stored; run the same command again to resume", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fmt(value: Any, spec: str) -> str:
