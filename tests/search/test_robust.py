@@ -152,3 +152,29 @@ def test_json_is_written(tmp_path: Path) -> None:  # STUDY.json stays JSON after
     table = _small_table(tmp_path / "t.csv", [0.1, 0.2, 0.3])
     _search(table, tmp_path / "out", study_name="s")
     assert json.loads((tmp_path / "out" / "s.json").read_text())["study_name"] == "s"
+
+
+# -- item 5: files a user can read --------------------------------------------------------------------------
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_study_json_and_predict_output_are_0644(tmp_path: Path, saved_predictor) -> None:
+    old = os.umask(0o022)
+    try:
+        table = _small_table(tmp_path / "t.csv", [0.1, 0.2, 0.3])
+        _search(table, tmp_path / "out", study_name="s")
+        assert _mode(tmp_path / "out" / "s.json") == 0o644
+        out = tmp_path / "scores.csv"
+        archs = tmp_path / "in.txt"
+        archs.write_text("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|\n")
+        args = ["predict", "--space", "nb201", "--predictor", str(saved_predictor[0]), "--output", str(out),
+                "--input", str(archs)]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert _mode(out) == 0o644
+        os.chmod(out, 0o644)
+        assert CliRunner().invoke(main, args).exit_code == 0  # overwriting an existing 0644 file
+        assert _mode(out) == 0o644
+    finally:
+        os.umask(old)

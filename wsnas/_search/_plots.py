@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wsnas._atomic import atomic_path
+
 if TYPE_CHECKING:
     from wsnas._arch import Arch
 
@@ -34,7 +36,8 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, format="png")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return out
 
@@ -124,7 +127,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str])
     columns: list[str] = []
     for r in rows:
         columns.extend(k for k in r if k not in columns)
-    with out.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
