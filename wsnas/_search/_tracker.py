@@ -26,16 +26,18 @@ A child run is looked up by its key before it is created, so retries and syncs n
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri"]
+__all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri", "mlflow_param_names"]
 
 T = TypeVar("T")
 _ROLE, _STUDY, _KEY = "wsnas.role", "wsnas.study", "wsnas.key"
@@ -108,6 +110,36 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def mlflow_param_names(names: Iterable[str]) -> dict[str, str]:
+    """``{name: MLflow-safe name}``: MLflow takes only alphanumerics, ``_ - . /`` and spaces in a key, so
+    ``edge(in,b)`` becomes ``edge_in_b_``; names that would collide get ``_2``, ``_3``, ... appended."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        safe = re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(name)) or "_"
+        candidate, n = safe, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{safe}_{n}"
+        used.add(candidate)
+        out[name] = candidate
+    return out
+
+
+def _rejected(exc: BaseException) -> bool:
+    """Whether MLflow answered and refused the call (a 4xx: bad input), as opposed to not answering."""
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return False
+    if not isinstance(exc, MlflowException):
+        return False
+    try:
+        return 400 <= int(exc.get_http_status_code()) < 500
+    except (TypeError, ValueError):
+        return False
+
+
 def _param(v: Any) -> str:
     text = str(v)
     return text if len(text) <= 6000 else text[:5997] + "..."
@@ -136,6 +168,8 @@ class SearchTracker:
         self._down_until = 0.0
         self._warned = False
         self._client: Any = None
+        self.last_error: str | None = None  # the last failed call's exception, "Type: message"
+        self.last_rejected = False  # whether MLflow refused it (a 4xx) rather than not answering
 
     # -- plumbing ----------------------------------------------------------------------------------------
     @property
@@ -161,11 +195,15 @@ class SearchTracker:
                     return fn()
             except Exception as exc:  # any MLflow/HTTP/DB error: the search must go on
                 last = exc
+                if _rejected(exc):  # asked again, MLflow would refuse again
+                    break
                 if attempt < self.retries:
                     time.sleep(delay)
                     delay *= 2
         self.failures += 1
-        self._down_until = time.monotonic() + self.cooldown
+        self.last_error, self.last_rejected = f"{type(last).__name__}: {last}", _rejected(last)
+        if not self.last_rejected:  # MLflow is down: leave it alone for a while
+            self._down_until = time.monotonic() + self.cooldown
         if not self._warned:
             self._warned = True
             warnings.warn(
@@ -177,8 +215,11 @@ class SearchTracker:
         return None
 
     # -- the parent run ----------------------------------------------------------------------------------
-    def start(self, config: Mapping[str, Any], *, run_name: str | None = None) -> bool:
-        """Find or create the experiment and the search's parent run, and log ``config`` as its params."""
+    def start(self, config: Mapping[str, Any], *, run_name: str | None = None, reopen: bool = True) -> bool:
+        """Find or create the experiment and the search's parent run, and log ``config`` as its params.
+
+        ``reopen``: set a finished parent run back to RUNNING (a search that resumes); ``wsnas track sync``
+        passes ``False``, so a finished search's parent stays FINISHED, its end time kept."""
 
         def go() -> str:
             c = self.client
@@ -194,7 +235,7 @@ class SearchTracker:
             )
             if found:
                 run_id = found[0].info.run_id
-                if found[0].info.status != "RUNNING":
+                if reopen and found[0].info.status != "RUNNING":
                     c.update_run(run_id, status="RUNNING")
             else:
                 tags = {_ROLE: "search", _STUDY: self.study}
@@ -291,10 +332,14 @@ class SearchTracker:
                 tags["wsnas.worker"] = ev.worker
             if ev.reason:
                 tags["wsnas.fail_reason"] = ev.reason[:5000]
-            run = c.create_run(self.experiment_id, tags=tags, run_name=f"trial-{ev.trial}")
             now = int(time.time() * 1000)
             params = [Param("arch", _param(ev.arch))]
-            params += [Param(f"choice.{k}", _param(v)) for k, v in ev.choices.items()]
+            names = mlflow_param_names(f"choice.{k}" for k in ev.choices)
+            params += [Param(names[f"choice.{k}"], _param(v)) for k, v in ev.choices.items()]
+            renamed = {safe: name for name, safe in names.items() if safe != name}
+            if renamed:  # the space's own names, for the params MLflow would not take as they are
+                tags["wsnas.choice_names"] = json.dumps(renamed, sort_keys=True)
+            run = c.create_run(self.experiment_id, tags=tags, run_name=f"trial-{ev.trial}")
             metrics = dict(ev.metrics)
             if ev.predicted is not None:
                 metrics["predicted"] = ev.predicted

@@ -178,8 +178,8 @@ def sync(study: optuna.Study, tracker: SearchTracker, storage: str = "") -> tupl
     if config is None:
         raise SearchConfigError(f"study {study.study_name!r} was not made by wsnas search (no {CONFIG_KEY!r})")
     objectives = list(config.get("objectives") or ["accuracy"])
-    if not tracker.start(search_config(config, None, storage)):
-        raise RuntimeError(f"cannot reach the MLflow tracking store {tracker.tracking_uri}")
+    if not tracker.start(search_config(config, None, storage), reopen=False):  # a finished search stays FINISHED
+        raise RuntimeError(f"cannot reach the MLflow tracking store {tracker.tracking_uri}: {tracker.last_error}")
     have = tracker.logged_keys()
     if have is None:
         raise RuntimeError(f"cannot list the runs in {tracker.tracking_uri}")
@@ -189,7 +189,11 @@ def sync(study: optuna.Study, tracker: SearchTracker, storage: str = "") -> tupl
         if tracker.key(t.number) in have:
             continue
         if not tracker.log_evaluation(evaluation_of(t, objectives)):
-            raise RuntimeError(f"MLflow stopped answering at trial {t.number} ({tracker.tracking_uri})")
+            if tracker.last_rejected:
+                raise RuntimeError(f"MLflow refused trial {t.number} ({tracker.tracking_uri}): {tracker.last_error}")
+            raise RuntimeError(
+                f"MLflow stopped answering at trial {t.number} ({tracker.tracking_uri}): {tracker.last_error}"
+            )
         logged += 1
         log_progress(tracker, done[:k], objectives)
     return logged, len(done)
