@@ -83,6 +83,7 @@ def test_kill_9_of_zoo_build_leaves_no_worker(tmp_path: Path) -> None:
                   "--workers", "2", "--out", str(tmp_path / "z.jsonl"), "--quiet", cwd=tmp_path)  # fmt: skip
     seen: set[int] = set()
     try:
+
         def two_workers() -> bool:
             seen.update(descendants(proc.pid))
             tree = _children()
@@ -123,6 +124,7 @@ def test_signal_to_ui_leaves_no_server(tmp_path: Path, sig: int) -> None:
     proc = _wsnas("ui", "--tracking-uri", f"sqlite:///{store}", "--port", str(port), cwd=tmp_path)
     seen: set[int] = set()
     try:
+
         def listening() -> bool:
             seen.update(descendants(proc.pid))
             return _port_open(port) or proc.poll() is not None
