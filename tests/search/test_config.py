@@ -92,12 +92,15 @@ def test_weight_predictor_is_a_search_predictor(pred) -> None:
     assert declared == set(MEMBERS)
 
 
-def test_a_users_predictor_screens_and_is_fine_tuned_on_a_copy(tmp_path: Path) -> None:
+def test_a_users_predictor_screens_on_a_copy_and_fine_tunes_only_with_several_objectives(tmp_path: Path) -> None:
     mine = CountingPredictor()
     assert isinstance(mine, wsnas.SearchPredictor)
     res = wsnas.search("nb201", evaluator=_convs, eval_budget=5, predictor=mine, batch_size=8, output_dir=tmp_path,
                        progress=False)  # fmt: skip
     assert len(res.history) == 5 and all(r.predicted is not None for r in res.history)
+    assert mine.tuned == [] and res.predictor is not mine and res.predictor.tuned == []  # a GP prior: no tuning
+    res = wsnas.search("nb201", evaluator=_convs, eval_budget=5, predictor=mine, batch_size=8, output_dir=tmp_path,
+                       objectives=("accuracy", "params"), progress=False)  # fmt: skip
     assert mine.tuned == [] and res.predictor.tuned and res.predictor.tuned[-1] == 5  # the search's own copy
 
 

@@ -1,11 +1,21 @@
 """One worker's search loop: propose with Optuna, screen with the predictor, evaluate the best for real.
 
-A round: the sampler proposes ``batch_size`` new candidates through ``space.suggest`` on an in-memory
-mirror of the study's finished trials (so it learns from every worker's results); constraints and the
-evaluator's domain drop candidates before they are scored; the predictor scores the batch in one call;
-the candidates ranked highest by ``score + kappa * uncertainty`` (non-dominated sorting with several
-objectives) are claimed and evaluated one by one, each result stored as a trial before the next
-evaluation starts; then the predictor is fine-tuned on every real result so far.
+With a predictor and one objective (the default), the predictor is a prior that real results overrule
+(:mod:`wsnas._search._acquire`): the candidates are the evaluator's whole domain when it has one (a
+:class:`~wsnas.TableEvaluator`'s rows), else a pool of sampler proposals grown each round with
+``space.neighbours`` of the best results; the predictor scores each candidate once (one batched call per
+new set, cached by hash); the first ``K0`` picks are the prior's top, then each pick is the candidate with
+the best UCB of a Gaussian process whose mean is the prior's score with a learned weight and whose kernel
+runs over edit distance. No fine-tuning.
+
+Otherwise (no predictor, or several objectives), a round: the sampler proposes ``batch_size`` new candidates
+through ``space.suggest`` on an in-memory mirror of the study's finished trials (so it learns from every
+worker's results); constraints and the evaluator's domain drop candidates before they are scored; the
+predictor scores the batch in one call; the candidates ranked highest by ``score + kappa * uncertainty``
+(non-dominated sorting with several objectives) are claimed and evaluated one by one, each result stored as a trial
+before the next evaluation starts; then the predictor is fine-tuned on every real result so far. When the
+evaluator has a domain and the sampler keeps missing it, the rest of the batch is drawn from the domain's
+unevaluated rows; the search stops early only when the domain is exhausted.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsnas._errors import EvaluatorError
+from wsnas._search._acquire import BETA, K0, TokenIndex, gp_ucb
 from wsnas._search._evaluators import check_values
 from wsnas._search._objectives import front_ranks
 from wsnas._search._optuna import generation_key
@@ -63,6 +74,21 @@ class Loop:
         self.screened = 0
         self.poll = 0.2
         self.on_result: Any = None  # called with the trial id after each real result is stored
+        self._domain: list[Arch] | None = None
+        self._pool: dict[str, Candidate] = {}  # GP acquisition: candidates by hash (scored)
+        self._tokens = TokenIndex()
+        self._ref: tuple[float, float] | None = None  # the prior's mean and sd over the first candidate set
+        self._jitter = np.random.default_rng(config.worker_seed(worker))
+
+    def domain(self) -> list[Arch] | None:
+        """The evaluator's architectures when it can only evaluate a finite set (a table), else ``None``."""
+        if self._domain is None:
+            archs = getattr(self.config.evaluator, "archs", None)
+            if not callable(archs):
+                return None
+            space = self.config.space
+            self._domain = sorted((space.from_string(s) for s in archs()), key=lambda a: a.hash)
+        return self._domain
 
     # -- proposals ----------------------------------------------------------------------------------
     def _mirror(self, trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
@@ -84,16 +110,20 @@ class Loop:
             )
         return mirror
 
-    def _propose(self, trials: list[optuna.trial.FrozenTrial], exclude: set[str]) -> list[Candidate]:
-        """Up to ``batch_size`` new candidates: distinct, not in ``exclude``, evaluable, within constraints."""
+    def _propose(
+        self, trials: list[optuna.trial.FrozenTrial], exclude: set[str], count: int | None = None
+    ) -> list[Candidate]:
+        """Up to ``count`` (default ``batch_size``) new candidates: distinct, not in ``exclude``, evaluable,
+        within constraints; what the sampler misses of a domain is drawn from its unevaluated rows (seeded)."""
         config = self.config
+        count = config.batch_size if count is None else count
         mirror = self._mirror(trials)
         can = getattr(config.evaluator, "can_evaluate", None)
         out: list[Candidate] = []
         seen = set(exclude)
-        max_draws = 50 * config.batch_size + 200
+        max_draws = 50 * count + 200
         for _ in range(max_draws):
-            if len(out) >= config.batch_size:
+            if len(out) >= count:
                 break
             trial = mirror.ask()
             arch = config.space.suggest(trial)
@@ -102,10 +132,19 @@ class Loop:
             seen.add(arch.hash)
             if can is not None and not can(arch):
                 continue
-            if config.max_params is not None and config.measures.params(arch) > config.max_params:
+            if not self._fits(arch):
                 continue
             out.append(Candidate(arch, config.space.to_string(arch), dict(trial.params), dict(trial.distributions)))
+        domain = self.domain() if len(out) < count else None
+        if domain is not None:
+            rest = [a for a in domain if a.hash not in seen and self._fits(a)]
+            rng = np.random.default_rng([config.seed, len(exclude)])
+            picks = rng.permutation(len(rest))[: count - len(out)]
+            out += [Candidate(rest[i], config.space.to_string(rest[i]), {}, {}) for i in sorted(picks)]
         return out
+
+    def _fits(self, arch: Arch) -> bool:
+        return self.config.max_params is None or self.config.measures.params(arch) <= self.config.max_params
 
     def _screen(self, cands: list[Candidate]) -> None:
         """Predicted accuracy (one batched call) and the network objectives of every candidate."""
@@ -211,6 +250,9 @@ class Loop:
         if self.config.eval_budget == 0:
             self._run_training_free()
             return
+        if self.config.predictor is not None and len(self.config.objectives) == 1:
+            self._run_gp()
+            return
         self._fine_tune()  # resuming: learn from what is already there
         empty_rounds = 0
         while True:
@@ -221,8 +263,8 @@ class Loop:
             cands = self._propose(self.coord.trials(), exclude)
             if not cands:
                 empty_rounds += 1
-                if empty_rounds >= 3:
-                    print("wsnas search: no new candidates left to evaluate; stopping early", file=sys.stderr)
+                if self.domain() is not None or empty_rounds >= 3:
+                    self._stop_early()
                     return
                 continue
             empty_rounds = 0
@@ -234,11 +276,100 @@ class Loop:
             if chosen:
                 self._fine_tune()
 
-    def _evaluate_best(self, ranked: list[Candidate]) -> set[str] | None:
-        """Claim and evaluate the best ``evals_per_round`` of ``ranked``; their hashes (``None``: budget spent)."""
+    def _stop_early(self) -> None:
+        domain = self.domain()
+        if domain is not None:
+            print(f"wsnas search: every one of the evaluator's {len(domain)} architectures that fits the constraints "
+                  "is evaluated or in flight; stopping early", file=sys.stderr)  # fmt: skip
+        else:
+            print("wsnas search: no new candidates left to evaluate; stopping early", file=sys.stderr)
+
+    # -- the prior as a GP mean (one objective, a predictor) -----------------------------------------
+    def _add(self, cands: list[Candidate], ref: bool = False) -> list[Candidate]:
+        """Score the candidates not seen yet (one batched call) and add them to the pool; the new ones.
+        ``ref``: the first such set fixes the mean and sd that z-score the prior."""
+        new = [c for c in {c.arch.hash: c for c in cands}.values() if c.arch.hash not in self._pool]
+        self._screen(new)
+        for c in new:
+            self._pool[c.arch.hash] = c
+            self._tokens.add(c.arch)
+        if new and ref and self._ref is None:
+            p = np.array([c.predicted for c in new], dtype=np.float64)
+            self._ref = (float(p.mean()), float(p.std()) or 1.0)
+        self._log(new, set())
+        return new
+
+    def _grow(self, done: list[tuple[Candidate, float]]) -> None:
+        """Candidates: the whole domain once, or sampler proposals plus the neighbours of the best results."""
+        config = self.config
+        domain = self.domain()
+        first = self._ref is None
+        if domain is not None:
+            if first:
+                self._add([Candidate(a, config.space.to_string(a), {}, {}) for a in domain if self._fits(a)], ref=True)
+            return
+        used = set(self._pool)
+        count = config.n_candidates if first else config.batch_size
+        cands = self._propose(self.coord.trials(), used, count)
+        can = getattr(config.evaluator, "can_evaluate", None)
+        for c, _ in sorted(done, key=lambda cy: -cy[1])[:3]:
+            for a in config.space.neighbours(c.arch):
+                if a.hash not in used and (can is None or can(a)) and self._fits(a):
+                    used.add(a.hash)
+                    cands.append(Candidate(a, config.space.to_string(a), {}, {}))
+        self._add(cands, ref=True)
+
+    def _prior(self, cands: list[Candidate]) -> np.ndarray:
+        if self._ref is None:  # nothing proposed yet (resumed, every proposal taken): the pool so far
+            p = np.array([c.predicted for c in self._pool.values()], dtype=np.float64)
+            self._ref = (float(p.mean()), float(p.std()) or 1.0)
+        return (np.array([c.predicted for c in cands], dtype=np.float64) - self._ref[0]) / self._ref[1]
+
+    def _run_gp(self) -> None:
+        """Rounds of one GP-UCB pick each (see the module docstring) until the budget is spent."""
+        from optuna.trial import TrialState
+
+        config = self.config
+        space = config.space
+        while True:
+            if self._free_slot() is None:
+                return
+            tokens = self.coord.tokens()
+            used = {str(t.user_attrs.get("arch_hash")) for t in tokens if token_used(t)}
+            done: list[tuple[Candidate, float]] = []
+            for t in sorted((t for t in tokens if t.state == TrialState.COMPLETE), key=lambda t: t.number):
+                c = self._pool.get(str(t.user_attrs.get("arch_hash")))
+                if c is None:  # another worker's pick (or a resumed search's) outside this pool
+                    a = space.from_string(t.user_attrs["arch"])
+                    self._add([Candidate(a, space.to_string(a), dict(t.params), dict(t.distributions))])
+                    c = self._pool[a.hash]
+                done.append((c, float(t.values[0])))
+            self._grow(done)
+            open_ = [c for h, c in self._pool.items() if h not in used]
+            if not open_:
+                self._stop_early()
+                return
+            acq = self._prior(open_)
+            if len(done) >= K0:
+                obs = [c for c, _ in done]
+                acq = gp_ucb(
+                    acq, self._tokens.matrix([c.arch.hash for c in open_]), self._prior(obs),
+                    self._tokens.matrix([c.arch.hash for c in obs]), np.array([y for _, y in done]), beta=BETA,
+                )  # fmt: skip
+            acq = acq + 1e-9 * self._jitter.random(len(open_))
+            ranked = [open_[i] for i in np.argsort(-acq, kind="stable")]
+            chosen = self._evaluate_best(ranked, limit=1)
+            if chosen is None:
+                return
+            self._log([c for c in ranked if c.arch.hash in chosen], chosen)
+
+    def _evaluate_best(self, ranked: list[Candidate], limit: int | None = None) -> set[str] | None:
+        """Claim and evaluate the best ``limit`` (default ``evals_per_round``) of ``ranked``; their hashes
+        (``None``: budget spent)."""
         chosen: set[str] = set()
+        limit = self.config.evals_per_round if limit is None else limit
         for cand in ranked:
-            if len(chosen) >= self.config.evals_per_round:
+            if len(chosen) >= limit:
                 break
             slot = self._free_slot()
             if slot is None:
