@@ -38,10 +38,12 @@ class SearchPredictor(Protocol):
     """A predictor that :func:`wsnas.search` can screen with (``predictor=``).
 
     The search deep-copies the predictor it is given, so fine-tuning never changes the caller's object.
-    Each round it scores the proposed candidates with one ``predict`` call; after real results arrive it
-    maps them into the units of the scores with ``target`` (``mean + std * z`` of their z-scores) and
-    calls ``fine_tune`` on all of them so far. ``card`` is logged with the search (its digest as an
-    MLflow param, the whole card as an artifact); ``space`` must be the space the search runs on.
+    It scores candidates in batches, one ``predict`` call per new set (with one objective: each candidate
+    once, as the prior mean of a GP that real results correct; ``uncertainty`` is not used there). With
+    several objectives, after real results arrive it maps them into the units of the scores with ``target``
+    (``mean + std * z`` of their z-scores) and calls ``fine_tune`` on all of them so far. ``card`` is
+    logged with the search (its digest as an MLflow param, the whole card as an artifact); ``space`` must
+    be the space the search runs on.
     """
 
     @property
