@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsnas._arch import Arch
-from wsnas.predictors._baselines import ZeroCostBaseline
+from wsnas.predictors._baselines import ZeroCostBaseline, _archs
 from wsnas.predictors._training import as_targets
 from wsnas.predictors._zero_cost import ZERO_COST_PROXIES
 
@@ -64,8 +64,7 @@ class ZeroCostScores:
     def matrix(self, archs: Sequence[Arch | str]) -> np.ndarray:
         """``[n, len(ZERO_COST_PROXIES)]`` float64, columns in the order of :data:`ZERO_COST_PROXIES`."""
         rows = []
-        for a in archs:
-            arch = self.space.from_string(a) if isinstance(a, str) else self.space.validate(a)
+        for arch in _archs(self.space, archs):
             hit = self._memo.get(arch.hash)
             if hit is None:
                 net = self._proxy.network(arch)
@@ -114,7 +113,10 @@ class ZeroCostGBMBaseline:
 
     def features(self, archs: Sequence[Arch | str]) -> np.ndarray:
         """``[n, P + V]``: the proxies (``-inf`` clipped to a large negative number), then token indicators."""
-        arch_list = [self.space.from_string(a) if isinstance(a, str) else self.space.validate(a) for a in archs]
+        return self._features(_archs(self.space, archs))
+
+    def _features(self, arch_list: list[Arch]) -> np.ndarray:
+        """:meth:`features` of architectures already validated (fit validates once, not twice)."""
         zc = np.nan_to_num(self.scores.matrix(arch_list), neginf=-1e30, posinf=1e30)
         if not self.tokens:
             return zc
@@ -130,13 +132,13 @@ class ZeroCostGBMBaseline:
         """Fit on ``archs`` and ``targets [n]`` (the token vocabulary is that of ``archs``)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
-        arch_list = [self.space.from_string(a) if isinstance(a, str) else self.space.validate(a) for a in archs]
+        arch_list = _archs(self.space, archs)
         y = as_targets(targets, len(arch_list))
         if len(arch_list) < 2:
             raise ValueError(f"ZeroCostGBMBaseline.fit needs at least 2 architectures, got {len(arch_list)}")
         self.vocab = {t: i for i, t in enumerate(sorted({t for a in arch_list for t in arch_tokens(a)}))}
         self.model = GradientBoostingRegressor(random_state=self.seed, **self.gbm_options)
-        self.model.fit(self.features(arch_list), y)
+        self.model.fit(self._features(arch_list), y)
         return self
 
     def predict(self, archs: Sequence[Arch | str]) -> np.ndarray:
