@@ -39,6 +39,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "e3_c16_9k": {"epochs": 3, "subset": 9000, "size": {"C": 16, "N": 1}},
         # The reference: the longest recipe 2 CPU cores afford for 50 archs (about 140 CPU-s each, 1 h).
         "ref_e10_r32_c8_9k": {"epochs": 10, "resolution": 32, "subset": 9000},
+        # A wider reference (C=16, as the long-training truth has), on the sample's first 30 cells
+        # (`--recipes ref_e6_r32_c16_9k --n-archs 30`): about 250 CPU-s a cell.
+        "ref_e6_r32_c16_9k": {"epochs": 6, "resolution": 32, "subset": 9000, "size": {"C": 16, "N": 1}},
     },
     "tiny": {
         "tiny_e1_r8_c4": {"epochs": 1, "resolution": 8, "subset": 500, "size": {"C": 4, "N": 1}},

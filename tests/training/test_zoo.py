@@ -57,6 +57,20 @@ def test_build_continues_the_same_sample_sequence(tmp_path: Path) -> None:
     assert len({r.arch_hash for r in five}) == 5
 
 
+def test_train_seed_retrains_the_same_sample_under_another_seed(tmp_path: Path) -> None:
+    out = tmp_path / "zoo.jsonl"
+    first = build_zoo(SPACE, TASK, 3, 7, out, workers=1, progress=False)
+    again = build_zoo(SPACE, TASK, 3, 7, out, train_seed=8, workers=1, progress=False)
+    assert [r.arch_hash for r in again] == [r.arch_hash for r in first]
+    assert {r.seed for r in first} == {7} and {r.seed for r in again} == {8}
+    assert len(Zoo.load(out)) == 6  # both seeds kept side by side
+    assert [r.val_loss for r in again] != [r.val_loss for r in first]  # another seed, other weights
+    assert build_zoo(SPACE, TASK, 3, 7, out, train_seed=8, workers=1, progress=False) == again  # resumes
+    assert len(Zoo.load(out)) == 6
+    with pytest.raises(ValueError, match="train_seed must be an int"):
+        build_zoo(SPACE, TASK, 3, 7, out, train_seed=1.5, workers=1, progress=False)  # type: ignore[arg-type]
+
+
 _BUILD = """
 import sys
 from wsnas.search_spaces import NB201

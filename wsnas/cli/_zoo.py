@@ -27,7 +27,9 @@ def zoo_group() -> None:
 @click.option("--task", "task_name", required=True, help="Task: cifar10, digits or synthetic.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (cifar10: cifar-10-batches-py).")
 @click.option("--n", "n", type=int, required=True, help="Number of distinct architectures to train.")
-@click.option("--seed", type=int, required=True, help="Seeds the architecture sample and every training run.")
+@click.option("--seed", type=int, required=True, help="Seeds the architecture sample (and training, by default).")
+@click.option("--train-seed", type=int, default=None,
+              help="Seeds every training run instead of --seed: the same sample again, for the label noise.")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Zoo file (JSON lines), appended to.")
 @click.option("--workers", type=int, default=None, help="Training processes (default: one per core).")
 @click.option("--epochs", type=int, help="Recipe: training epochs.")
@@ -48,6 +50,7 @@ def build_cmd(
     data_dir: str | None,
     n: int,
     seed: int,
+    train_seed: int | None,
     out: str,
     workers: int | None,
     size_items: tuple[str, ...],
@@ -56,8 +59,8 @@ def build_cmd(
 ) -> None:
     """Train N distinct architectures of SPACE sampled with SEED on TASK, appending each to OUT.
 
-    Rerunning the same command resumes: architectures already in OUT (same space, hash, seed and task
-    fingerprint) are skipped.
+    Rerunning the same command resumes: architectures already in OUT (same space, hash, training seed and
+    task fingerprint) are skipped. --train-seed retrains the same sample under another seed.
     """
     from wsnas.search_spaces import get_space
     from wsnas.training import build_zoo, get_task
@@ -78,7 +81,7 @@ def build_cmd(
     except (TypeError, ValueError) as exc:
         raise CliError(f"invalid recipe for task {task_name!r}: {exc}") from None
     try:
-        records = build_zoo(space, task, n, seed, out, workers=workers, progress=not quiet)
+        records = build_zoo(space, task, n, seed, out, train_seed=train_seed, workers=workers, progress=not quiet)
     except (TypeError, ValueError) as exc:
         raise CliError(f"zoo build failed: {exc}") from None
     accs = [r.val_acc for r in records]

@@ -252,12 +252,14 @@ def build_zoo(
     seed: int,
     out: str | os.PathLike[str],
     *,
+    train_seed: int | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> list[ZooRecord]:
     """Train ``n`` distinct architectures sampled with ``seed`` on ``task`` and append them to ``out``.
 
-    Every network is trained with ``seed`` as its training seed. Architectures whose key is already in
+    Every network is trained with ``train_seed`` (default: ``seed``) as its training seed, the seed its
+    record carries; a second ``train_seed`` on the same sample measures the label noise. Architectures whose key is already in
     the file are skipped, so rerunning after a crash trains only what is missing (the sample sequence is
     the same). Records are appended as each training finishes; a tqdm bar with an ETA goes to stderr.
     An empty ``task.size`` is resolved to the space's ``proxy_size`` first (it is part of the fingerprint).
@@ -271,20 +273,23 @@ def build_zoo(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
+    tseed = seed if train_seed is None else train_seed
+    if isinstance(tseed, bool) or not isinstance(tseed, int):
+        raise ValueError(f"train_seed must be an int, got {train_seed!r}")
     if not task.size:
         task = task.with_recipe(size=dict(space.proxy_size))
     zoo = Zoo(out)
     fp = task.fingerprint
     archs = sample_distinct(space, n, seed)
-    have = {r.key: r for r in zoo.records() if r.task_fingerprint == fp and r.seed == seed}
-    todo = [a for a in archs if (space.name, a.hash, seed, fp) not in have]
+    have = {r.key: r for r in zoo.records() if r.task_fingerprint == fp and r.seed == tseed}
+    todo = [a for a in archs if (space.name, a.hash, tseed, fp) not in have]
     bar = tqdm(total=n, initial=n - len(todo), desc=f"zoo {space.name}/{task.name}", unit="arch", disable=not progress)
     try:
-        for result in train_many(space, todo, task, seeds=seed, workers=workers):
+        for result in train_many(space, todo, task, seeds=tseed, workers=workers):
             record = zoo.append(result)
             have[record.key] = record
             bar.update(1)
             bar.set_postfix(acc=f"{record.val_acc:.3f}")
     finally:
         bar.close()
-    return [have[(space.name, a.hash, seed, fp)] for a in archs]
+    return [have[(space.name, a.hash, tseed, fp)] for a in archs]
