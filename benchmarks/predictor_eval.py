@@ -2,7 +2,10 @@
 
     python benchmarks/predictor_eval.py --zoo benchmarks/results/fidelity/ref_e10_r32_c8_9k.jsonl \\
         [--zoo ...] [--budgets 50,100,200,all] [--seed 0] [--methods all] [--data-dir CIFAR_DIR] \\
-        [--size C=2 --size N=1] [--save-predictor nb201.safetensors]
+        [--size C=2 --size N=1] [--save-predictor nb201.safetensors] [--pretrained nb201-pretrained.safetensors]
+
+With --pretrained (a file of benchmarks/pretrain_nb201.py) the encoder rows fit copies of that pretrained
+predictor (its width, ensemble and seed) instead of training from scratch.
 
 Prints the markdown table, then one JSON line per row (method, budget, n_train, n_test, spearman,
 kendall, top5_precision, seconds) and a last JSON line with the settings and the split. Every random
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-size", action="append", default=[], metavar="KEY=VALUE",
                         help="width of the networks the zero-cost proxies and weight statistics see")  # fmt: skip
     parser.add_argument("--save-predictor", default=None, help="write the encoder fitted at the largest budget")
+    parser.add_argument("--pretrained", default=None, help="pretrained predictor file the encoder rows start from")
     parser.add_argument("--data-dir", default=None, help="dataset folder of the zoo's task (cifar10)")
     parser.add_argument("--device", default=None, help="where the encoders run (default: CUDA if any)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from wsnas.cli._common import CliError, parse_size
     from wsnas.cli._predictor import encoder_config, parse_budgets, parse_methods
+    from wsnas.predictors import load
     from wsnas.predictors._evaluate import evaluate
 
     if args.threads:
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_options={"epochs": args.epochs},
         data_dir=args.data_dir,
         device=args.device,
+        pretrained=load(args.pretrained) if args.pretrained else None,
     )
     print(table.to_markdown())
     for row in table.rows:

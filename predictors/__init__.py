@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
         "wsnas.predictors._baselines",
     ),  # fmt: skip
     **dict.fromkeys(["ZeroCostScores", "ZeroCostGBMBaseline", "arch_tokens"], "wsnas.predictors._zc_gbm"),
+    **dict.fromkeys(["gaussianise", "costless_targets"], "wsnas.predictors._pretrain"),
     **dict.fromkeys(["log_predictor", "PyfuncPredictor"], "wsnas.predictors._mlflow"),
     **dict.fromkeys(["ShuffledCandidateGraphs", "ShuffledWeightPredictor"], "wsnas.predictors._shuffled"),
     **dict.fromkeys(

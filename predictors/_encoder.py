@@ -16,7 +16,10 @@ carrying its kernel; see :mod:`wsnas.encoding._paramgraph` for the feature colum
 
    Edge-gated linear messages keep the cost at ``O(E * hidden)`` per layer: parameter graphs have
    thousands of edges per candidate, and the encoder must score thousands of candidates a second.
-3. **readout**: mean, max and log-sum of the node states of each graph -> MLP -> one score.
+3. **readout**: mean, max and log-sum of the node states of each graph -> MLP -> one score. With
+   ``aux_outputs > 0`` a second MLP (the *pretraining head*) predicts that many costless targets of the
+   architecture (its zero-cost proxies, see :mod:`wsnas.predictors._pretrain`) from the pooled state, and
+   the score head reads the pooled state and those predictions side by side.
 
 Segment reductions go through :mod:`wsnas.kernels` (Triton on CUDA, the PyTorch reference elsewhere).
 """
@@ -53,10 +56,14 @@ class EncoderConfig:
     kernel_size: int = 7
     io_slots: int = 16
     aggregators: tuple[str, ...] = ("sum", "mean")
+    #: outputs of the pretraining head (0: none); set by :meth:`WeightPredictor.pretrain`
+    aux_outputs: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.layers < 0 or self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"EncoderConfig: hidden >= 1, layers >= 0 and an odd kernel_size are required, got {self}")
+        if isinstance(self.aux_outputs, bool) or not isinstance(self.aux_outputs, int) or self.aux_outputs < 0:
+            raise ValueError(f"EncoderConfig: aux_outputs must be an int >= 0, got {self.aux_outputs!r}")
         unknown = sorted(set(self.aggregators) - set(AGGREGATORS))
         if unknown or not self.aggregators:
             raise ValueError(
@@ -241,7 +248,9 @@ class WeightEncoder(nn.Module):
         self.edge_in = nn.Linear(cfg.kernel_size**2 + 1, h)
         self.edge_type = nn.Embedding(len(EDGE_TYPES), h)
         self.layers = nn.ModuleList(_Layer(h, len(cfg.aggregators)) for _ in range(cfg.layers))
-        self.head = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU(), nn.Linear(h, 1))
+        a = cfg.aux_outputs
+        self.aux = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU(), nn.Linear(h, a)) if a else None
+        self.head = nn.Sequential(nn.Linear(3 * h + a, h), nn.ReLU(), nn.Linear(h, 1))
 
     def embed(self, g: ParamGraph) -> torch.Tensor:
         """``[B, 3 * hidden]``: the pooled graph representation before the head."""
@@ -259,5 +268,14 @@ class WeightEncoder(nn.Module):
         logsum = torch.log1p(segment_sum(h.abs(), g.ptr))  # [B, H]
         return torch.cat([mean, top, logsum], dim=1)
 
+    def auxiliary(self, g: ParamGraph) -> torch.Tensor:
+        """``[B, aux_outputs]``: the pretraining head's predictions (standardised costless targets)."""
+        if self.aux is None:
+            raise RuntimeError("this encoder has no pretraining head (EncoderConfig.aux_outputs is 0)")
+        return self.aux(self.embed(g))
+
     def forward(self, g: ParamGraph) -> torch.Tensor:
-        return self.head(self.embed(g)).squeeze(1)  # [B]
+        z = self.embed(g)  # [B, 3H]
+        if self.aux is not None:
+            z = torch.cat([z, self.aux(z)], dim=1)  # [B, 3H + A]
+        return self.head(z).squeeze(1)  # [B]

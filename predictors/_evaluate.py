@@ -13,6 +13,8 @@ Spearman and Kendall correlation of the method's scores with the test targets an
 
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import os
@@ -26,6 +28,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from wsnas.predictors._encoder import EncoderConfig
+    from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
@@ -149,6 +152,7 @@ def evaluate(
     zero_cost_batch: int = 64,
     device: str | None = None,
     save_predictor: str | os.PathLike[str] | None = None,
+    pretrained: WeightPredictor | None = None,
     progress: bool = True,
 ) -> EvalTable:
     """Score every method of ``methods`` (names of :data:`METHODS`) on one seeded held-out split.
@@ -169,6 +173,9 @@ def evaluate(
         save_predictor: write the encoder fitted at the largest budget to this file, its card's
             ``evaluation`` holding this table (rows, settings and the held-out hashes): the predictor
             that the table's encoder row measures. Needs ``"encoder"`` in ``methods``.
+        pretrained: a :meth:`~WeightPredictor.pretrain` ed predictor of the zoo's space: the ``encoder`` rows
+            fit copies of it (its encoder, ensemble, width and seed; pretraining saw no label, so one
+            pretrained predictor serves every budget). ``None``: the encoder rows train from scratch.
 
     Returns:
         An :class:`EvalTable` with ``len(methods) * len(label_budgets)`` rows, method-major.
@@ -181,6 +188,7 @@ def evaluate(
     from wsnas.predictors._baselines import ArchGNNBaseline, WeightStatsBaseline
     from wsnas.predictors._encoder import EncoderConfig
     from wsnas.predictors._predictor import WeightPredictor
+    from wsnas.predictors._predictor import WeightPredictor
     from wsnas.predictors._shuffled import ShuffledWeightPredictor
     from wsnas.predictors._training import progress_bar, zoo_training_set
     from wsnas.predictors._zc_gbm import ZeroCostGBMBaseline, ZeroCostScores
@@ -189,6 +197,8 @@ def evaluate(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty list of {list(METHODS)}, got unknown {unknown or 'none'}")
+    if pretrained is not None and getattr(pretrained, "pretraining", None) is None:
+        raise ValueError("pretrained must be a pretrained WeightPredictor (pretrain() or a file written after it)")
     if save_predictor is not None and "encoder" not in methods:
         raise ValueError("save_predictor needs the 'encoder' method in methods")
     budgets = list(label_budgets)
@@ -200,6 +210,8 @@ def evaluate(
     paths = [zoo_paths] if isinstance(zoo_paths, (str, os.PathLike)) else list(zoo_paths)
     space_obj, archs, y, description = zoo_training_set(paths, space, target)
     n = len(archs)
+    if pretrained is not None and pretrained.space.name != space_obj.name:
+        raise ValueError(f"pretrained was pretrained on {pretrained.space.name!r}, the zoo is of {space_obj.name!r}")
     if n_test is None:
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -223,6 +235,9 @@ def evaluate(
         "init": init,
         "zero_cost_task": zc_task.name if zc_task is not None else "synthetic", "zero_cost_task_source": why,
         "zoo": description,
+        "pretrained": None if pretrained is None else {
+            k: pretrained.pretraining.get(k) for k in ("source", "task", "n", "targets", "epochs", "held_out_spearman")
+        },
     }  # fmt: skip
     n_trainable = sum(m in TRAINABLE_METHODS for m in methods)
     bar = progress_bar(n_trainable * len(budgets) + len(methods) - n_trainable, "evaluate", progress)
@@ -256,7 +271,12 @@ def evaluate(
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                if m in ("encoder", "encoder_shuffled"):
+                if m == "encoder" and pretrained is not None:
+                    model = copy.deepcopy(pretrained).fit(tr_archs, y_tr, **fit_options)
+                    scores = model.predict(test_archs).score
+                    if b == largest:
+                        kept = model
+                elif m in ("encoder", "encoder_shuffled"):
                     cls = WeightPredictor if m == "encoder" else ShuffledWeightPredictor
                     model = cls(space_obj, encoder=encoder, ensemble=ensemble, seed=seed, size=size, init=init,
                                 device=device).fit(tr_archs, y_tr, **fit_options)  # fmt: skip

@@ -1,6 +1,7 @@
 """Predictor files: one safetensors file holding every member's weights and the card. No pickle, ever.
 
-Layout: tensors ``m{i}.{name}`` (member ``i``'s state dict) and string metadata
+Layout: tensors ``m{i}.{name}`` (member ``i``'s state dict), ``pre.{name}`` (the pretrained encoder every
+fit starts from, when the card has ``pretraining``) and string metadata
 
 * ``format`` = ``"wsnas-predictor"``, ``format_version`` = ``"1"``;
 * ``card``: the predictor's card as JSON (:attr:`WeightPredictor.card`);
@@ -73,13 +74,16 @@ def save(predictor: WeightPredictor, path: str | os.PathLike[str]) -> Path:
     """
     from safetensors.torch import save_file
 
-    if not predictor.fitted:
-        raise ValueError("save needs a fitted predictor: call fit() or from_zoo() first")
+    pretrained = getattr(predictor, "_pretrained", None)
+    if not predictor.fitted and pretrained is None:
+        raise ValueError("save needs a fitted (or pretrained) predictor: call fit(), from_zoo() or pretrain() first")
     tensors = {
         f"m{i}.{name}": t.detach().cpu().contiguous().clone()
         for i, member in enumerate(predictor.members)
         for name, t in member.state_dict().items()
     }
+    if pretrained is not None:  # where every later fit starts
+        tensors.update({f"pre.{name}": t.detach().cpu().contiguous().clone() for name, t in pretrained.items()})
     card = json.dumps(predictor.card, sort_keys=True, allow_nan=False)
     metadata = {
         "format": FORMAT,
@@ -211,6 +215,10 @@ def _rebuild(
             raise TypeError(f"'layer_types' must be a list of strings, got {type(types).__name__}")
         pred.layer_types = None if types is None else [str(t) for t in types]
         pred.evaluation = dict(card.get("evaluation") or {})
+        pretraining = card.get("pretraining")  # absent from files written before pretraining existed
+        if pretraining is not None and not isinstance(pretraining, dict):
+            raise TypeError(f"'pretraining' must be an object, got {type(pretraining).__name__}")
+        pred.pretraining = pretraining
     except (KeyError, TypeError, ValueError) as exc:
         raise PredictorFileError(f"{where}: the card is invalid ({type(exc).__name__}: {exc})") from None
     return pred
@@ -254,6 +262,8 @@ def load_as(
     pred = _rebuild(cls, path, card, device, space)
     where = repr(str(path))
     expected = {f"m{i}.{k}": v for i, m in enumerate(pred.members) for k, v in m.state_dict().items()}
+    if pred.pretraining is not None:
+        expected.update({f"pre.{k}": v for k, v in pred.members[0].state_dict().items()})
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
@@ -272,6 +282,8 @@ def load_as(
     for i, member in enumerate(pred.members):
         prefix = f"m{i}."
         member.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    if pred.pretraining is not None:
+        pred._pretrained = {k[4:]: v for k, v in tensors.items() if k.startswith("pre.")}
     pred.fitted = bool(card.get("fitted", True))
     return pred
 

@@ -9,11 +9,16 @@ Every architecture is encoded as the parameter graph of its network built at the
 loss is a logistic pairwise ranking loss over all ordered pairs of a mini-batch plus ``regression_weight``
 times the MSE to the standardised targets, so scores come out in target units (``mean + std * z``).
 Each member stops early on the validation Spearman correlation and keeps its best epoch.
+
+:meth:`WeightPredictor.pretrain` first teaches the encoder, without labels, to predict the zero-cost
+proxies of many architectures (see :mod:`wsnas.predictors._pretrain`); every later :meth:`~WeightPredictor.fit`
+starts each member from that encoder with a fresh score head.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -42,6 +47,7 @@ from wsnas.predictors._transfer import layer_types, transfer
 
 if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
+    from wsnas.training import Task
 
 __all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load"]
 
@@ -103,6 +109,9 @@ class WeightPredictor:
         self.evaluation: dict[str, Any] = {}
         #: layer types of the networks it was trained on (see :mod:`wsnas.predictors._transfer`)
         self.layer_types: list[str] | None = None
+        #: the card's record of :meth:`pretrain` (``None``: not pretrained) and the pretrained encoder's state
+        self.pretraining: dict[str, Any] | None = None
+        self._pretrained: dict[str, torch.Tensor] | None = None
         self.fitted = False
 
     def __repr__(self) -> str:
@@ -134,6 +143,7 @@ class WeightPredictor:
             "history": copy.deepcopy(self.history),
             "layer_types": None if self.layer_types is None else list(self.layer_types),
             "evaluation": copy.deepcopy(self.evaluation),
+            "pretraining": copy.deepcopy(self.pretraining),
             "fitted": self.fitted,
         }
 
@@ -163,6 +173,79 @@ class WeightPredictor:
         return np.concatenate(out) if out else np.zeros(0)
 
     # -- training ----------------------------------------------------------------------------------------
+    def pretrain(
+        self,
+        archs: Sequence[Arch | str],
+        targets: np.ndarray | None = None,
+        target_names: Sequence[str] | None = None,
+        *,
+        task: Task | None = None,
+        epochs: int = 4,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        progress: bool = True,
+    ) -> WeightPredictor:
+        """Teach the encoder, without labels, to predict costless targets of ``archs``; resets any fit.
+
+        Args:
+            archs: the pretraining architectures: as many of the space as you can afford (the shipped
+                NB201 predictor used all 15,625 cells).
+            targets: ``[n, P]`` raw values (higher = better or not: only ranks matter); ``None``: every
+                zero-cost proxy, computed here on ``task`` (:func:`~wsnas.predictors._pretrain.costless_targets`,
+                about 0.1 CPU-s an NB201 architecture).
+            target_names: a name per column of ``targets`` (default ``t0, t1, ...``).
+            task: the proxies' data batch (``None``: :func:`wsnas.synthetic`); ignored with ``targets``.
+            epochs, batch_size, lr: the regression (AdamW, one-cycle schedule, MSE to the rank-Gaussian targets).
+
+        The encoder gains a pretraining head of ``P'`` outputs (the varying targets); member 0 is trained,
+        the state of its best epoch on a held-out fifth (at most 500) is copied to every member, and each
+        member's score head is drawn afresh with its own seed. The card's ``pretraining`` records the
+        targets, the sizes and the held-out Spearman of each target.
+
+        Raises:
+            ValueError: fewer than 3 architectures, targets of the wrong shape, NaN or all constant.
+        """
+        from wsnas.predictors._pretrain import costless_targets, gaussianise, train_auxiliary
+
+        arch_list = self._archs(archs)
+        if targets is None:
+            raw, names = costless_targets(self.space, arch_list, task=task, seed=self.seed, progress=progress)
+            source = {"source": "zero-cost proxies", "task": task.name if task is not None else "synthetic"}
+        else:
+            raw = np.asarray(targets, dtype=np.float64)
+            names = list(target_names) if target_names is not None else [f"t{j}" for j in range(raw.shape[-1])]
+            source = {"source": "given"}
+        if len(raw) != len(arch_list):
+            raise ValueError(f"one row of targets per architecture is needed, got {len(arch_list)} and {len(raw)}")
+        z, kept = gaussianise(raw, names)
+        self.encoder = dataclasses.replace(self.encoder, aux_outputs=len(kept))
+        for i in range(self.ensemble):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + i)
+                self.members[i] = WeightEncoder(self.encoder).to(self.device)
+        graphs = self._single_graphs(arch_list)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            report = train_auxiliary(self.members[0], graphs, z, epochs=epochs, batch_size=batch_size, lr=lr,
+                                     seed=self.seed, device=self.device, progress=progress)  # fmt: skip
+        self._pretrained = {k: v.detach().cpu().clone() for k, v in self.members[0].state_dict().items()}
+        for i, member in enumerate(self.members):
+            member.load_state_dict(self._start_state(i))
+        self.pretraining = {**source, "targets": kept, "space": self.space.name, **report}
+        self.fitted = False
+        self.history = []
+        return self
+
+    def _start_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Where member ``i``'s fit starts: the pretrained encoder (if any) with a fresh score head drawn
+        with ``seed + i``, else a fresh encoder drawn with ``seed + i``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + i)
+            fresh = WeightEncoder(self.encoder).state_dict()
+        if self._pretrained is None:
+            return fresh
+        return {k: (v if k.startswith("head.") else self._pretrained[k]) for k, v in fresh.items()}
+
     def fit(
         self,
         archs: Sequence[Arch | str],
@@ -175,10 +258,14 @@ class WeightPredictor:
         weight_decay: float = 1e-4,
         patience: int = 15,
         regression_weight: float = 0.5,
+        pretrained_lr_scale: float = 0.3,
         target_name: str = "target",
         progress: bool = True,
     ) -> WeightPredictor:
         """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture).
+
+        After :meth:`pretrain`, "scratch" is the pretrained encoder with a fresh score head; the encoder's
+        own weights then learn at ``lr * pretrained_lr_scale`` (0: frozen), the score head at ``lr``.
 
         A ``val_fraction`` of the data (drawn with ``seed``) is held out; each member keeps the epoch of
         best validation Spearman and stops after ``patience`` epochs without improvement. With
@@ -194,6 +281,8 @@ class WeightPredictor:
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         check_positive(epochs=epochs, batch_size=batch_size, patience=patience)
+        if not 0.0 <= pretrained_lr_scale <= 1.0:
+            raise ValueError(f"pretrained_lr_scale must be in [0, 1], got {pretrained_lr_scale}")
         n_val = max(round(val_fraction * len(arch_list)), 3) if val_fraction > 0 else 0
         if len(arch_list) - n_val < 2:
             raise ValueError(
@@ -211,10 +300,8 @@ class WeightPredictor:
         bar = progress_bar(self.ensemble * epochs, "fit", progress)
         member_best = []
         for i, member in enumerate(self.members):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed + i)
-                member.load_state_dict(WeightEncoder(self.encoder).state_dict())  # fit starts from scratch
-            opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
+            member.load_state_dict(self._start_state(i))  # fit starts from scratch (or the pretrained encoder)
+            opt = torch.optim.AdamW(self._param_groups(member, lr, pretrained_lr_scale), weight_decay=weight_decay)
             rng = np.random.default_rng([self.seed, i])
             best, best_state, waited = -math.inf, None, 0
             for epoch in range(epochs):
@@ -243,12 +330,22 @@ class WeightPredictor:
         self.training_data = {"source": "arrays", "n": len(arch_list), "n_val": len(val_idx), "target": target_name}
         self.layer_types = layer_types(self.candidates, arch_list, seed=self.seed)
         event = {"event": "fit", "space": self.space.name, "size": dict(self.candidates.size), "n": len(arch_list)}
-        event.update({"n_val": len(val_idx), "epochs": epochs, "lr": lr})
+        event.update({"n_val": len(val_idx), "epochs": epochs, "lr": lr, "pretrained": self._pretrained is not None})
         event["val_spearman"] = finite_or_none(val_rho)
         event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
         event["train_loss"] = self._loss(train_g, z, regression_weight)
         self.history = [event]
         return self
+
+    def _param_groups(self, member: WeightEncoder, lr: float, scale: float) -> list[dict[str, Any]]:
+        """The score head at ``lr``; the rest at ``lr * scale`` when pretrained (left out at 0), else at ``lr``."""
+        if self._pretrained is None:
+            return [{"params": list(member.parameters()), "lr": lr}]
+        head = [p for n, p in member.named_parameters() if n.startswith("head.")]
+        trunk = [p for n, p in member.named_parameters() if not n.startswith("head.")]
+        for p in trunk:
+            p.requires_grad_(scale > 0)
+        return [{"params": head, "lr": lr}] + ([{"params": trunk, "lr": lr * scale}] if scale > 0 else [])
 
     def _epoch(
         self,
@@ -318,6 +415,8 @@ class WeightPredictor:
             raise ValueError(f"fine_tune needs at least 2 architectures, got {len(arch_list)}")
         check_positive(epochs=epochs, batch_size=batch_size)
         graphs = self._single_graphs(arch_list)
+        for member in self.members:  # a frozen-encoder fit (pretrained_lr_scale=0) leaves none frozen here
+            member.requires_grad_(True)
         restandardised = self.target.get("space", self.space.name) != self.space.name and float(y.std()) > 0
         if restandardised:
             self.target = {**self.target, "mean": float(y.mean()), "std": float(y.std()), "space": self.space.name}
