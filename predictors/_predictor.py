@@ -18,11 +18,9 @@ starts each member from that encoder with a fresh score head.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +32,9 @@ from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
+from wsnas.predictors._pretrain import param_groups, start_state
 from wsnas.predictors._training import (
+    Prediction,
     as_targets,
     check_positive,
     finite_or_none,
@@ -50,17 +50,6 @@ if TYPE_CHECKING:
     from wsnas.training import Task
 
 __all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load"]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Scores of ``n`` architectures: ``score [n]`` the ensemble mean, ``uncertainty [n]`` its std (float64)."""
-
-    score: np.ndarray
-    uncertainty: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.score)
 
 
 class WeightPredictor:
@@ -185,66 +174,17 @@ class WeightPredictor:
         lr: float = 2e-3,
         progress: bool = True,
     ) -> WeightPredictor:
-        """Teach the encoder, without labels, to predict costless targets of ``archs``; resets any fit.
-
-        Args:
-            archs: the pretraining architectures: as many of the space as you can afford (the shipped
-                NB201 predictor used all 15,625 cells).
-            targets: ``[n, P]`` raw values (higher = better or not: only ranks matter); ``None``: every
-                zero-cost proxy, computed here on ``task`` (:func:`~wsnas.predictors._pretrain.costless_targets`,
-                about 0.1 CPU-s an NB201 architecture).
-            target_names: a name per column of ``targets`` (default ``t0, t1, ...``).
-            task: the proxies' data batch (``None``: :func:`wsnas.synthetic`); ignored with ``targets``.
-            epochs, batch_size, lr: the regression (AdamW, one-cycle schedule, MSE to the rank-Gaussian targets).
-
-        The encoder gains a pretraining head of ``P'`` outputs (the varying targets); member 0 is trained,
-        the state of its best epoch on a held-out fifth (at most 500) is copied to every member, and each
-        member's score head is drawn afresh with its own seed. The card's ``pretraining`` records the
-        targets, the sizes and the held-out Spearman of each target.
-
-        Raises:
-            ValueError: fewer than 3 architectures, targets of the wrong shape, NaN or all constant.
+        """Teach the encoder, without labels, to predict ``targets [n, P]`` of ``archs`` (only their ranks
+        matter; ``None``: every zero-cost proxy on ``task``'s batch, about 0.1 CPU-s an NB201 cell); resets
+        any fit. See :func:`wsnas.predictors._pretrain.pretrain`: the encoder gains a pretraining head of
+        ``P'`` outputs (the varying targets) that its score head reads, every member starts from member 0's
+        best epoch (held-out fifth, at most 500) with its own fresh score head, the card's ``pretraining``
+        records targets, sizes and held-out Spearman. ValueError: < 3 archs, targets of the wrong shape, NaN.
         """
-        from wsnas.predictors._pretrain import costless_targets, gaussianise, train_auxiliary
+        from wsnas.predictors._pretrain import pretrain
 
-        arch_list = self._archs(archs)
-        if targets is None:
-            raw, names = costless_targets(self.space, arch_list, task=task, seed=self.seed, progress=progress)
-            source = {"source": "zero-cost proxies", "task": task.name if task is not None else "synthetic"}
-        else:
-            raw = np.asarray(targets, dtype=np.float64)
-            names = list(target_names) if target_names is not None else [f"t{j}" for j in range(raw.shape[-1])]
-            source = {"source": "given"}
-        if len(raw) != len(arch_list):
-            raise ValueError(f"one row of targets per architecture is needed, got {len(arch_list)} and {len(raw)}")
-        z, kept = gaussianise(raw, names)
-        self.encoder = dataclasses.replace(self.encoder, aux_outputs=len(kept))
-        for i in range(self.ensemble):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed + i)
-                self.members[i] = WeightEncoder(self.encoder).to(self.device)
-        graphs = self._single_graphs(arch_list)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            report = train_auxiliary(self.members[0], graphs, z, epochs=epochs, batch_size=batch_size, lr=lr,
-                                     seed=self.seed, device=self.device, progress=progress)  # fmt: skip
-        self._pretrained = {k: v.detach().cpu().clone() for k, v in self.members[0].state_dict().items()}
-        for i, member in enumerate(self.members):
-            member.load_state_dict(self._start_state(i))
-        self.pretraining = {**source, "targets": kept, "space": self.space.name, **report}
-        self.fitted = False
-        self.history = []
-        return self
-
-    def _start_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Where member ``i``'s fit starts: the pretrained encoder (if any) with a fresh score head drawn
-        with ``seed + i``, else a fresh encoder drawn with ``seed + i``."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + i)
-            fresh = WeightEncoder(self.encoder).state_dict()
-        if self._pretrained is None:
-            return fresh
-        return {k: (v if k.startswith("head.") else self._pretrained[k]) for k, v in fresh.items()}
+        return pretrain(self, self._archs(archs), targets, target_names, task=task, epochs=epochs,
+                        batch_size=batch_size, lr=lr, progress=progress)  # fmt: skip
 
     def fit(
         self,
@@ -262,12 +202,9 @@ class WeightPredictor:
         target_name: str = "target",
         progress: bool = True,
     ) -> WeightPredictor:
-        """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture).
-
-        After :meth:`pretrain`, "scratch" is the pretrained encoder with a fresh score head; the encoder's
-        own weights then learn at ``lr * pretrained_lr_scale`` (0: frozen), the score head at ``lr``.
-
-        A ``val_fraction`` of the data (drawn with ``seed``) is held out; each member keeps the epoch of
+        """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture);
+        after :meth:`pretrain`, from the pretrained encoder (learning at ``lr * pretrained_lr_scale``, 0:
+        frozen) with a fresh score head (at ``lr``). A ``val_fraction`` of the data (drawn with ``seed``) is held out; each member keeps the epoch of
         best validation Spearman and stops after ``patience`` epochs without improvement. With
         ``val_fraction=0`` every member trains for ``epochs`` epochs.
 
@@ -300,8 +237,8 @@ class WeightPredictor:
         bar = progress_bar(self.ensemble * epochs, "fit", progress)
         member_best = []
         for i, member in enumerate(self.members):
-            member.load_state_dict(self._start_state(i))  # fit starts from scratch (or the pretrained encoder)
-            opt = torch.optim.AdamW(self._param_groups(member, lr, pretrained_lr_scale), weight_decay=weight_decay)
+            member.load_state_dict(start_state(self, i))  # fit starts from scratch (or the pretrained encoder)
+            opt = torch.optim.AdamW(param_groups(self, member, lr, pretrained_lr_scale), weight_decay=weight_decay)
             rng = np.random.default_rng([self.seed, i])
             best, best_state, waited = -math.inf, None, 0
             for epoch in range(epochs):
@@ -336,16 +273,6 @@ class WeightPredictor:
         event["train_loss"] = self._loss(train_g, z, regression_weight)
         self.history = [event]
         return self
-
-    def _param_groups(self, member: WeightEncoder, lr: float, scale: float) -> list[dict[str, Any]]:
-        """The score head at ``lr``; the rest at ``lr * scale`` when pretrained (left out at 0), else at ``lr``."""
-        if self._pretrained is None:
-            return [{"params": list(member.parameters()), "lr": lr}]
-        head = [p for n, p in member.named_parameters() if n.startswith("head.")]
-        trunk = [p for n, p in member.named_parameters() if not n.startswith("head.")]
-        for p in trunk:
-            p.requires_grad_(scale > 0)
-        return [{"params": head, "lr": lr}] + ([{"params": trunk, "lr": lr * scale}] if scale > 0 else [])
 
     def _epoch(
         self,

@@ -13,6 +13,7 @@ Targets are made comparable by a rank-Gaussian transform of each proxy over the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,15 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from wsnas.encoding import ParamGraph, batch_graphs
+from wsnas.predictors._encoder import WeightEncoder
 from wsnas.predictors._training import check_positive, progress_bar, spearman
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
-    from wsnas.predictors._encoder import WeightEncoder
+    from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
-__all__ = ["gaussianise", "costless_targets", "train_auxiliary"]
+__all__ = ["gaussianise", "costless_targets", "train_auxiliary", "pretrain", "start_state", "param_groups"]
 
 
 def gaussianise(values: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -155,3 +157,73 @@ def _held_out_spearman(
             out.append(member.auxiliary(g).double().cpu().numpy())
     pred = np.concatenate(out)
     return [float(spearman(pred[:, j], targets[idx, j])) for j in range(targets.shape[1])]
+
+
+def pretrain(
+    pred: WeightPredictor,
+    arch_list: list[Arch],
+    targets: np.ndarray | None,
+    target_names: Sequence[str] | None,
+    *,
+    task: Task | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    progress: bool,
+) -> WeightPredictor:
+    """:meth:`WeightPredictor.pretrain` on validated architectures.
+
+    ``targets`` ``None``: :func:`costless_targets` on ``task``. The varying columns, rank-Gaussian
+    (:func:`gaussianise`), become the outputs of a pretraining head; member 0's encoder and head are
+    trained on them (:func:`train_auxiliary`), its best state is kept as ``pred._pretrained`` (where every
+    fit starts, :func:`start_state`) and each member gets it with a score head drawn with its own seed.
+    """
+    if targets is None:
+        raw, names = costless_targets(pred.space, arch_list, task=task, seed=pred.seed, progress=progress)
+        source = {"source": "zero-cost proxies", "task": task.name if task is not None else "synthetic"}
+    else:
+        raw = np.asarray(targets, dtype=np.float64)
+        names = list(target_names) if target_names is not None else [f"t{j}" for j in range(raw.shape[-1])]
+        source = {"source": "given"}
+    if len(raw) != len(arch_list):
+        raise ValueError(f"one row of targets per architecture is needed, got {len(arch_list)} and {len(raw)}")
+    z, kept = gaussianise(raw, names)
+    pred.encoder = dataclasses.replace(pred.encoder, aux_outputs=len(kept))
+    for i in range(pred.ensemble):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(pred.seed + i)
+            pred.members[i] = WeightEncoder(pred.encoder).to(pred.device)
+    graphs = pred._single_graphs(arch_list)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(pred.seed)
+        report = train_auxiliary(pred.members[0], graphs, z, epochs=epochs, batch_size=batch_size, lr=lr,
+                                 seed=pred.seed, device=pred.device, progress=progress)  # fmt: skip
+    pred._pretrained = {k: v.detach().cpu().clone() for k, v in pred.members[0].state_dict().items()}
+    for i, member in enumerate(pred.members):
+        member.load_state_dict(start_state(pred, i))
+    pred.pretraining = {**source, "targets": kept, "space": pred.space.name, **report}
+    pred.fitted = False
+    pred.history = []
+    return pred
+
+
+def start_state(pred: WeightPredictor, i: int) -> dict[str, torch.Tensor]:
+    """Where member ``i``'s fit starts: the pretrained encoder (if any) with a fresh score head drawn
+    with ``seed + i``, else a fresh encoder drawn with ``seed + i``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(pred.seed + i)
+        fresh = WeightEncoder(pred.encoder).state_dict()
+    if pred._pretrained is None:
+        return fresh
+    return {k: (v if k.startswith("head.") else pred._pretrained[k]) for k, v in fresh.items()}
+
+
+def param_groups(pred: WeightPredictor, member: WeightEncoder, lr: float, scale: float) -> list[dict[str, Any]]:
+    """The score head at ``lr``; the rest at ``lr * scale`` when pretrained (frozen at 0), else all at ``lr``."""
+    if pred._pretrained is None:
+        return [{"params": list(member.parameters()), "lr": lr}]
+    head = [p for n, p in member.named_parameters() if n.startswith("head.")]
+    trunk = [p for n, p in member.named_parameters() if not n.startswith("head.")]
+    for p in trunk:
+        p.requires_grad_(scale > 0)
+    return [{"params": head, "lr": lr}] + ([{"params": trunk, "lr": lr * scale}] if scale > 0 else [])

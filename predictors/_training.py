@@ -6,6 +6,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,18 @@ if TYPE_CHECKING:
     from wsnas._arch import Arch
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["pairwise_ranking_loss", "spearman", "zoo_training_set", "ZOO_TARGETS"]
+__all__ = ["Prediction", "pairwise_ranking_loss", "spearman", "zoo_training_set", "ZOO_TARGETS"]
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores of ``n`` architectures: ``score [n]`` the ensemble mean, ``uncertainty [n]`` its std (float64)."""
+
+    score: np.ndarray
+    uncertainty: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.score)
+
 
 #: numeric zoo-record fields a predictor can be trained to predict
 ZOO_TARGETS = ("val_acc", "val_loss", "params", "flops")
