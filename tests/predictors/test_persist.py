@@ -158,6 +158,11 @@ def test_shipped_nb201_predictor_reproduces_its_held_out_evaluation() -> None:
     pred = load("nb201")
     card = pred.card
     assert card["space"] == "nb201" and card["fitted"] and card["encoding"]["size"] == {"C": 2, "N": 1}
+    # pretrained without labels on every cell's zero-cost proxies; the card says so and the file keeps it
+    pre = card["pretraining"]
+    assert pre["source"] == "zero-cost proxies" and pre["n"] == 15625 and "jacob_cov" in pre["targets"]
+    assert card["encoder"]["aux_outputs"] == len(pre["targets"]) and pred._pretrained is not None
+    assert min(pre["held_out_spearman"]) > 0.9
     held_out = set(card["evaluation"]["test_hashes"])
     records = [r for r in Zoo.load(SHIPPED_DIR / "zoos" / "nb201-cifar10-e3c16.jsonl") if r.arch_hash in held_out]
     assert len(records) == len(held_out) >= 100
