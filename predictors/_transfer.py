@@ -263,6 +263,10 @@ def transfer(
     used = layer_types(new.candidates, n=check, seed=pred.seed)  # also proves the space builds at this size
     new.target = {**pred.target, "space": pred.target.get("space", pred.space.name)}
     new.training_data = copy.deepcopy(pred.training_data)
+    # the pretrained encoder (if any) travels too: a fit on the new space starts from it
+    new.pretraining = copy.deepcopy(getattr(pred, "pretraining", None))
+    pretrained = getattr(pred, "_pretrained", None)
+    new._pretrained = None if pretrained is None else {k: v.clone() for k, v in pretrained.items()}
     new.layer_types = list(seen)
     new.fitted = True
     adapted = adapt_unseen(new, seen, used) if adapt else {}

@@ -142,3 +142,19 @@ def test_evaluate_fits_copies_of_the_pretrained_predictor(pretrained, tmp_path) 
     assert not pred.fitted  # the pretrained predictor itself is left as it was
     with pytest.raises(ValueError, match="pretrained"):
         evaluate([zoo.path], label_budgets=[20], methods=["encoder"], pretrained=predictor(), progress=False)
+
+
+def test_transfer_carries_the_pretrained_encoder_to_the_new_space(pretrained) -> None:
+    import warnings
+
+    pred, archs = pretrained
+    y = np.array([convs(a) for a in archs[:20]], dtype=float)
+    fitted = copy.deepcopy(pred).fit(archs[:20], y, epochs=2, batch_size=8, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layer types NB201 never had
+        moved = fitted.transfer("nb101", check=4)
+    assert moved.pretraining == pred.pretraining and moved.card["pretraining"]["targets"] == ["convs", "skips"]
+    other = sample_distinct(moved.space, 12, 0)
+    moved.fit(other, np.arange(12, dtype=float), epochs=2, batch_size=4, pretrained_lr_scale=0.0, progress=False)
+    state = moved.members[0].state_dict()
+    assert all(torch.equal(state[k], v) for k, v in pred._pretrained.items() if not k.startswith("head."))
