@@ -7,14 +7,14 @@ The zoo's distinct architectures (records of one architecture averaged, diverged
 once with ``seed``: a test set (``test_fraction`` of them, or ``n_test``) fixed across budgets, and a
 pool drawn in one seeded order; the training set of budget ``b`` is the first ``b`` of that order (so
 the sets are nested; ``None`` = the whole pool). Trainable methods are fitted at each budget, training-
-free ones (the zero-cost proxies) are computed once and repeated at every budget. Each row holds the
+free ones (the zero-cost proxies) are computed once and repeated at every budget; budgets that come to the
+same number of labels (200 and all on a pool of 180) share one fit and its row. Each row holds the
 Spearman and Kendall correlation of the method's scores with the test targets and its top-5% precision.
 """
 
 from __future__ import annotations
 
 import copy
-
 import json
 import math
 import os
@@ -188,7 +188,6 @@ def evaluate(
     from wsnas.predictors._baselines import ArchGNNBaseline, WeightStatsBaseline
     from wsnas.predictors._encoder import EncoderConfig
     from wsnas.predictors._predictor import WeightPredictor
-    from wsnas.predictors._predictor import WeightPredictor
     from wsnas.predictors._shuffled import ShuffledWeightPredictor
     from wsnas.predictors._training import progress_bar, zoo_training_set
     from wsnas.predictors._zc_gbm import ZeroCostGBMBaseline, ZeroCostScores
@@ -240,7 +239,10 @@ def evaluate(
         },
     }  # fmt: skip
     n_trainable = sum(m in TRAINABLE_METHODS for m in methods)
-    bar = progress_bar(n_trainable * len(budgets) + len(methods) - n_trainable, "evaluate", progress)
+    # budgets that come to the same number of labels (200 and all on a pool of 180) share one fit
+    n_trains = {_budget_label(b): len(pool) if b is None else min(b, len(pool)) for b in budgets}
+    n_fits = n_trainable * len(set(n_trains.values()))
+    bar = progress_bar(n_fits + len(methods) - n_trainable, "evaluate", progress)
     bar.unit = "fit"
     results: dict[tuple[str, str], dict[str, Any]] = {}
     # every proxy of an architecture comes from one network (built and given weights once), memoised for the
@@ -258,14 +260,19 @@ def evaluate(
                 results[(m, _budget_label(b))] = {"n_train": 0, **row}
             bar.set_postfix(method=m)
             bar.update(1)
-    largest = max(budgets, key=lambda b: len(pool) if b is None else min(b, len(pool)))
+    largest = max(budgets, key=lambda b: n_trains[_budget_label(b)])
     kept = None
+    fitted: dict[tuple[str, int], dict[str, Any]] = {}  # (method, n_train) -> its row
     for b in budgets:
-        train_idx = pool[: len(pool) if b is None else min(b, len(pool))]
+        n_tr = n_trains[_budget_label(b)]
+        train_idx = pool[:n_tr]
         splits[_budget_label(b)] = [archs[i].hash for i in train_idx]
         tr_archs, y_tr = [archs[i] for i in train_idx], y[train_idx]
         for m in methods:
             if m not in TRAINABLE_METHODS:
+                continue
+            if (m, n_tr) in fitted:
+                results[(m, _budget_label(b))] = fitted[(m, n_tr)]
                 continue
             bar.set_postfix(method=m, budget=_budget_label(b))
             t0 = time.perf_counter()
@@ -274,14 +281,14 @@ def evaluate(
                 if m == "encoder" and pretrained is not None:
                     model = copy.deepcopy(pretrained).fit(tr_archs, y_tr, **fit_options)
                     scores = model.predict(test_archs).score
-                    if b == largest:
+                    if n_tr == n_trains[_budget_label(largest)]:
                         kept = model
                 elif m in ("encoder", "encoder_shuffled"):
                     cls = WeightPredictor if m == "encoder" else ShuffledWeightPredictor
                     model = cls(space_obj, encoder=encoder, ensemble=ensemble, seed=seed, size=size, init=init,
                                 device=device).fit(tr_archs, y_tr, **fit_options)  # fmt: skip
                     scores = model.predict(test_archs).score
-                    if m == "encoder" and b == largest:
+                    if m == "encoder" and n_tr == n_trains[_budget_label(largest)]:
                         kept = model
                 elif m == "arch_gnn":
                     scores = (
@@ -299,8 +306,8 @@ def evaluate(
                         .fit(tr_archs, y_tr)
                         .predict(test_archs)
                     )
-            results[(m, _budget_label(b))] = {
-                "n_train": len(train_idx),
+            results[(m, _budget_label(b))] = fitted[(m, n_tr)] = {
+                "n_train": n_tr,
                 **_metrics(y_test, scores),
                 "seconds": time.perf_counter() - t0,
             }

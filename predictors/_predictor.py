@@ -204,9 +204,9 @@ class WeightPredictor:
     ) -> WeightPredictor:
         """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture);
         after :meth:`pretrain`, from the pretrained encoder (learning at ``lr * pretrained_lr_scale``, 0:
-        frozen) with a fresh score head (at ``lr``). A ``val_fraction`` of the data (drawn with ``seed``) is held out; each member keeps the epoch of
-        best validation Spearman and stops after ``patience`` epochs without improvement. With
-        ``val_fraction=0`` every member trains for ``epochs`` epochs.
+        frozen) with a fresh score head (at ``lr``). A ``val_fraction`` of the data (drawn with ``seed``) is
+        held out; each member keeps the epoch of best validation Spearman and stops after ``patience``
+        epochs without improvement. With ``val_fraction=0`` every member trains for ``epochs`` epochs.
 
         Raises:
             ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options.

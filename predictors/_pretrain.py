@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from wsnas.encoding import ParamGraph, batch_graphs
 from wsnas.predictors._encoder import WeightEncoder
-from wsnas.predictors._training import check_positive, progress_bar, spearman
+from wsnas.predictors._training import check_positive, finite_or_none, progress_bar, spearman
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
@@ -142,8 +142,10 @@ def train_auxiliary(
     bar.close()
     if best_state is not None:
         member.load_state_dict(best_state)
+    # cards are strict JSON: an undefined correlation (a tiny or constant held-out set) is recorded as null
     return {"n": n, "n_held_out": int(n_val), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-            "curve": curve, "held_out_spearman": best_rhos}  # fmt: skip
+            "curve": [finite_or_none(c) for c in curve],
+            "held_out_spearman": [finite_or_none(r) for r in best_rhos]}  # fmt: skip
 
 
 def _held_out_spearman(
@@ -156,7 +158,7 @@ def _held_out_spearman(
             g = batch_graphs([graphs[j] for j in idx[i : i + 128]]).to(device)
             out.append(member.auxiliary(g).double().cpu().numpy())
     pred = np.concatenate(out)
-    return [float(spearman(pred[:, j], targets[idx, j])) for j in range(targets.shape[1])]
+    return [float(spearman(pred[:, j], targets[idx, j])) for j in range(targets.shape[1])]  # nan: undefined
 
 
 def pretrain(

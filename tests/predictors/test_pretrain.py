@@ -88,7 +88,8 @@ def test_fit_starts_from_the_pretrained_encoder(pretrained) -> None:
     heads = [m.state_dict()["head.0.weight"] for m in pred.members]
     assert not torch.equal(heads[0], heads[1])  # each member draws its own head
     tuned = copy.deepcopy(pred).fit(archs[:40], y, epochs=3, batch_size=8, progress=False)
-    assert not torch.equal(tuned.members[0].state_dict()["layers.0.fwd.weight"], pred._pretrained["layers.0.fwd.weight"])
+    moved = tuned.members[0].state_dict()["layers.0.fwd.weight"]
+    assert not torch.equal(moved, pred._pretrained["layers.0.fwd.weight"])
     assert tuned.history[0]["pretrained"] is True
     # fine-tuning after a frozen fit moves the encoder again
     before = frozen.members[0].state_dict()["layers.0.fwd.weight"].clone()

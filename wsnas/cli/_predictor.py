@@ -1,6 +1,7 @@
-"""The ``wsnas predictor`` commands: ``train`` a predictor on model zoos, ``eval`` the weight encoder against
-its baselines on a held-out split, ``finetune`` a predictor on a few labelled architectures (transferring it
-to the zoo's space first when that differs; a layer type it never saw is a ``warning: ...`` line).
+"""The ``wsnas predictor`` commands: ``pretrain`` a predictor without labels, ``train`` one on model zoos (from
+scratch or pretrained), ``eval`` the weight encoder against its baselines on a held-out split, ``finetune`` a
+predictor on a few labelled architectures (transferring it to the zoo's space first when that differs; a
+layer type it never saw is a ``warning: ...`` line). Every long step shows a tqdm bar on stderr.
 
 Attached to the main command with ``main.add_command(predictor_group)``. torch and sklearn load inside the
 commands only; bad input prints one ``error: ...`` line on stderr and exits with status 2.
@@ -8,6 +9,7 @@ commands only; bad input prints one ``error: ...`` line on stderr and exits with
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -24,7 +26,10 @@ from wsnas.cli._common import (
     zoo_files_option,
 )
 
-__all__ = ["predictor_group", "encoder_config", "encoder_options", "parse_budgets", "parse_methods"]
+__all__ = [
+    "predictor_group", "encoder_config", "encoder_options", "parse_budgets", "parse_methods", "given_options",
+    "load_pretrained",
+]  # fmt: skip
 
 
 @click.group("predictor", cls=ErrorLineGroup)
@@ -78,6 +83,24 @@ def encoder_options(command: Any) -> Any:
     return command
 
 
+def given_options(*names: str) -> list[str]:
+    """Which of the current command's parameters ``names`` the user set (on the command line or by environment)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return [n for n in names if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+def load_pretrained(path: str) -> Any:
+    """The pretrained predictor of file (or shipped name) ``path``; one that was never pretrained is a CliError."""
+    from wsnas.predictors import load
+
+    pred = load(path)
+    if pred.pretraining is None:
+        raise CliError(f"{path!r} is not a pretrained predictor (write one with 'wsnas predictor pretrain')")
+    return pred
+
+
 @predictor_group.command("train")
 @zoo_files_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
@@ -86,6 +109,8 @@ def encoder_options(command: Any) -> Any:
 @click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
 @click.option("--epochs", type=int, default=100, show_default=True, help="Most training epochs per encoder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
+@click.option("--pretrained", "pretrained_path", default=None, metavar="FILE",
+              help="Start from this pretrained predictor (its encoder, ensemble, width and seed).")  # fmt: skip
 @encoder_options
 @quiet_option
 def train_cmd(
@@ -96,6 +121,7 @@ def train_cmd(
     ensemble: int,
     epochs: int,
     seed: int,
+    pretrained_path: str | None,
     hidden: int,
     layers: int,
     aggregators: str | None,
@@ -104,31 +130,38 @@ def train_cmd(
 ) -> None:
     """Fit a weight predictor on the (non-diverged) records of the zoo FILEs and save it to OUT.
 
-    Prints the validation Spearman correlation of the ensemble. Networks are encoded at the space's
-    proxy size unless --size says otherwise.
+    Prints the validation Spearman correlation of the ensemble. Networks are encoded at the width of the
+    shipped predictors (NB201: C=2, N=1; see wsnas.predictors.default_transfer_size) unless --size says
+    otherwise. With --pretrained, every encoder starts from that pretrained predictor's encoder.
     """
 
     with one_line_errors():
         check_zoo_files(zoos)
-        from wsnas.predictors import WeightPredictor
+        from wsnas.predictors import WeightPredictor, default_transfer_size, zoo_training_set
         from wsnas.search_spaces import get_space
 
         space = get_space(space_name) if space_name is not None else None
-        size = parse_size(size_items) or None
+        pred = None
+        if pretrained_path is not None:
+            fixed = given_options("hidden", "layers", "aggregators", "size_items", "ensemble", "seed")
+            if fixed:
+                names = ", ".join("--size" if n == "size_items" else f"--{n}" for n in fixed)
+                raise CliError(f"--pretrained fixes the encoder, ensemble, width and seed; drop {names}")
+            pred = load_pretrained(pretrained_path)
+            if space is not None and space.name != pred.space.name:
+                raise CliError(f"{pretrained_path!r} was pretrained on {pred.space.name!r}, not {space.name!r}")
+            space = pred.space
         try:
-            pred = WeightPredictor.from_zoo(
-                list(zoos),
-                space=space,
-                target=target,
-                encoder=encoder_config(hidden, layers, aggregators),
-                ensemble=ensemble,
-                seed=seed,
-                size=size,
-                epochs=epochs,
-                progress=not quiet,
-            )
+            space, archs, y, description = zoo_training_set(list(zoos), space, target)
+            if pred is None:
+                size = parse_size(size_items) or default_transfer_size(space)
+                config = encoder_config(hidden, layers, aggregators)
+                pred = WeightPredictor(space, encoder=config, ensemble=ensemble, seed=seed, size=size)
+            pred.fit(archs, y, epochs=epochs, target_name=target, progress=not quiet)
         except (TypeError, ValueError) as exc:
             raise CliError(f"predictor training failed: {exc}") from None
+        assert pred.training_data is not None
+        pred.training_data.update(description)
         try:
             pred.save(out)
         except OSError as exc:
@@ -137,7 +170,92 @@ def train_cmd(
     rho = fit.get("val_spearman")
     shown = "n/a" if rho is None else f"{rho:.4f}"
     click.echo(f"validation Spearman {shown} ({fit['n'] - fit['n_val']} train, {fit['n_val']} validation)")
-    click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders) to {out}")
+    how = ", from the pretrained encoder" if pretrained_path is not None else ""
+    click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders{how}) to {out}")
+
+
+#: the most architectures ``predictor pretrain --all`` enumerates (NB201's 15,625 take ~26 CPU-min of proxies)
+ALL_LIMIT = 100_000
+
+
+@predictor_group.command("pretrain")
+@click.option("--space", "space_name", required=True, help="Search space to pretrain on.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Pretrained predictor file to write.")
+@click.option("--n", "n", type=int, default=None, help="Distinct architectures to sample (default: 1000).")
+@click.option("--all", "every", is_flag=True, help="Every architecture of the (finite) space instead.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sample, encoders and weights.")
+@click.option("--task", "task_name", default="synthetic", show_default=True, help="Proxies' data: synthetic, cifar10.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (cifar10: cifar-10-batches-py).")
+@click.option("--epochs", type=int, default=4, show_default=True, help="Pretraining epochs.")
+@click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
+@encoder_options
+@quiet_option
+def pretrain_cmd(
+    space_name: str,
+    out: str,
+    n: int | None,
+    every: bool,
+    seed: int,
+    task_name: str,
+    data_dir: str | None,
+    epochs: int,
+    ensemble: int,
+    hidden: int,
+    layers: int,
+    aggregators: str | None,
+    size_items: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Pretrain a predictor without labels on N architectures (or --all) of SPACE and save it to OUT.
+
+    The encoder learns to predict every zero-cost proxy of each architecture (about 0.1 CPU-s an NB201 cell).
+    Networks are encoded at the space's default width (NB201: C=2, N=1) unless --size says otherwise. Prints
+    the held-out Spearman of each proxy; 'wsnas predictor train --pretrained OUT' then fits it on a zoo.
+    """
+    with one_line_errors():
+        if every and n is not None:
+            raise CliError("--n and --all exclude each other")
+        if n is not None and n < 15:
+            raise CliError(f"--n must be >= 15 (a fifth, at least 3, is held out to report the Spearman), got {n}")
+        if epochs < 1 or ensemble < 1:
+            raise CliError(f"--epochs and --ensemble must be >= 1, got {epochs} and {ensemble}")
+        if not 0 <= seed < 2**32:
+            raise CliError(f"--seed must be in [0, 2**32), got {seed}")
+        from wsnas.predictors import WeightPredictor, default_transfer_size
+        from wsnas.search_spaces import get_space
+        from wsnas.training import get_task, sample_distinct
+
+        space = get_space(space_name)
+        if every and (space.size is None or space.size > ALL_LIMIT):
+            count = "too many" if space.size is None else f"{space.size:,}"
+            raise CliError(f"--all enumerates at most {ALL_LIMIT:,} architectures; {space.name!r} has {count}: use --n")
+        if task_name.lower() == "cifar10" and data_dir is None:
+            raise CliError("task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py'")
+        task = get_task(task_name, **({} if data_dir is None else {"data_dir": data_dir}))
+        size = parse_size(size_items) or default_transfer_size(space)
+        try:
+            archs = list(space.enumerate()) if every else sample_distinct(space, 1000 if n is None else n, seed)
+            config = encoder_config(hidden, layers, aggregators)
+            pred = WeightPredictor(space, encoder=config, ensemble=ensemble, seed=seed, size=size)
+            space.build_for_encoding(archs[0], **size)  # a bad --size fails here, before the proxies
+            pred.pretrain(archs, task=task, epochs=epochs, progress=not quiet)
+        except (TypeError, ValueError) as exc:
+            raise CliError(f"pretraining failed: {exc}") from None
+        info = pred.pretraining
+        # a held-out Spearman is NaN where a side is constant (a tiny held-out set); cards are strict JSON
+        info["held_out_spearman"] = [r if math.isfinite(r) else None for r in info["held_out_spearman"]]
+        try:
+            pred.save(out)
+        except OSError as exc:
+            raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
+    rhos = ", ".join(
+        f"{name} {'n/a' if r is None else f'{r:.3f}'}"
+        for name, r in zip(info["targets"], info["held_out_spearman"] or [None] * len(info["targets"]))
+    )
+    click.echo(
+        f"pretrained on {len(archs)} {space.name} architectures ({epochs} epochs, {info['n_held_out']} held out), "
+        f"held-out Spearman: {rhos}; saved to {out}"
+    )
 
 
 def parse_methods(text: str | None) -> list[str]:
@@ -178,6 +296,8 @@ def parse_methods(text: str | None) -> list[str]:
 @click.option("--save-predictor", default=None, type=click.Path(dir_okay=False),
               help="Write the encoder fitted at the largest budget, with this table in its card.")  # fmt: skip
 @click.option("--data-dir", default=None, help="Dataset folder of the zoo's task (cifar10) for zero-cost proxies.")
+@click.option("--pretrained", "pretrained_path", default=None, metavar="FILE",
+              help="The encoder rows fit copies of this pretrained predictor (wsnas predictor pretrain).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the markdown table.")
 @quiet_option
 def eval_cmd(
@@ -198,6 +318,7 @@ def eval_cmd(
     baseline_items: tuple[str, ...],
     save_predictor: str | None,
     data_dir: str | None,
+    pretrained_path: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -205,7 +326,9 @@ def eval_cmd(
     an architecture-only GNN, weight statistics + GBM and every zero-cost proxy; print the table.
 
     With --predictor, the encoder's configuration (encoder, ensemble, encoding width, init) comes from
-    that predictor's card and is retrained at each budget.
+    that predictor's card and is retrained at each budget. With --pretrained, the encoder rows start
+    from that pretrained predictor's encoder (its encoder, ensemble, width and seed). Budgets that come
+    to the same number of labels (200 and all on a pool of 180) are fitted once.
     """
     with one_line_errors():
         check_zoo_files(zoos)
@@ -232,6 +355,7 @@ def eval_cmd(
                 space = get_space(card["space"])
             elif space.name != card["space"]:
                 raise CliError(f"predictor {predictor_path!r} is of space {card['space']!r}, not {space.name!r}")
+        pretrained = load_pretrained(pretrained_path) if pretrained_path is not None else None
         try:
             table = evaluate(
                 list(zoos),
@@ -249,6 +373,7 @@ def eval_cmd(
                 fit_options={"epochs": epochs},
                 data_dir=data_dir,
                 save_predictor=save_predictor,
+                pretrained=pretrained,
                 progress=not quiet,
             )
         except (TypeError, ValueError, KeyError) as exc:
@@ -267,6 +392,7 @@ def eval_cmd(
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (default: 10, or 100 after a transfer).")
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Fine-tuning learning rate.")
 @size_option("Encoding width on a new space.")
+@quiet_option
 def finetune_cmd(
     predictor_path: str,
     zoos: tuple[str, ...],
@@ -278,6 +404,7 @@ def finetune_cmd(
     epochs: int | None,
     lr: float,
     size_items: tuple[str, ...],
+    quiet: bool,
 ) -> None:
     """Fine-tune predictor P on N architectures drawn (with SEED) from the zoo FILEs and save it to OUT.
 
@@ -328,7 +455,7 @@ def finetune_cmd(
         # after a transfer the members must learn a new space: 100 epochs at 3e-4 had the best median Spearman
         # over NB101 and MacroCNN at K=25 (benchmarks/transfer.py --select finetune, on the zoos' pools)
         options = {"epochs": epochs or (100 if transferred else 10), "lr": lr}
-        pred.fine_tune([archs[i] for i in idx], y[idx], **options)
+        pred.fine_tune([archs[i] for i in idx], y[idx], **options, progress=not quiet)
         event = pred.history[-1]
         event.update(zoos=[str(z) for z in zoos], seed=seed, arch_hashes=[archs[i].hash for i in idx])
         try:

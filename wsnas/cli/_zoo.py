@@ -29,7 +29,7 @@ def zoo_group() -> None:
 @click.option("--n", "n", type=int, required=True, help="Number of distinct architectures to train.")
 @click.option("--seed", type=int, required=True, help="Seeds the architecture sample (and training, by default).")
 @click.option("--train-seed", type=int, default=None,
-              help="Seeds every training run instead of --seed: the same sample again, for the label noise.")  # fmt: skip
+              help="Seeds every training run instead of --seed: the same sample again (label noise).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Zoo file (JSON lines), appended to.")
 @click.option("--workers", type=int, default=None, help="Training processes (default: one per core).")
 @click.option("--epochs", type=int, help="Recipe: training epochs.")

@@ -259,9 +259,9 @@ def build_zoo(
     """Train ``n`` distinct architectures sampled with ``seed`` on ``task`` and append them to ``out``.
 
     Every network is trained with ``train_seed`` (default: ``seed``) as its training seed, the seed its
-    record carries; a second ``train_seed`` on the same sample measures the label noise. Architectures whose key is already in
-    the file are skipped, so rerunning after a crash trains only what is missing (the sample sequence is
-    the same). Records are appended as each training finishes; a tqdm bar with an ETA goes to stderr.
+    record carries; a second ``train_seed`` on the same sample measures the label noise. Architectures whose
+    key is already in the file are skipped, so rerunning after a crash trains only what is missing (the
+    sample sequence is the same). Records are appended as each training finishes; a tqdm bar with an ETA goes to stderr.
     An empty ``task.size`` is resolved to the space's ``proxy_size`` first (it is part of the fingerprint).
 
     Returns:
