@@ -131,6 +131,43 @@ def test_training_free_max_params_and_plain_optuna(table, pred, tmp_path) -> Non
     assert len(plain.history) == 5 and all(r.predicted is None for r in plain.history)
 
 
+def test_records_carry_params_and_flops_from_what_was_measured(table, pred, tmp_path) -> None:
+    seen_at_start: list[tuple[str, str, int]] = []
+    calls: list[str] = []
+
+    def measuring(arch: wsnas.Arch) -> dict[str, float]:  # an evaluator that measures the network itself
+        calls.append(arch.hash)
+        convs = SPACE.ops(arch).count("nor_conv_3x3")
+        return {"accuracy": convs / 6, "params": 1000.0 + 10 * convs, "flops": 5000.0 + len(calls)}
+
+    def on_start(name: str, url: str) -> None:
+        seen_at_start.append((name, url, len(calls)))
+
+    res = wsnas.search("nb201", evaluator=measuring, eval_budget=4, predictor=pred, output_dir=tmp_path,
+                       progress=False, on_start=on_start)  # fmt: skip
+    assert seen_at_start == [(res.study_name, res.storage, 0)]  # told where, before the first evaluation
+    assert len(res.history) == 4
+    for r in res.history:  # every record, not only the best: the evaluator's own measurements, as ints
+        assert type(r.params) is int and type(r.flops) is int
+        assert (r.params, r.flops) == (int(r.measured["params"]), int(r.measured["flops"]))
+    assert res.best is not None and res.best.params == int(res.best.measured["params"])
+    two = _search(table, pred, tmp_path / "two", eval_budget=4, objectives=("accuracy", "params"))
+    for r in two.history:  # a table measures no network: the params objective the search computed fills it
+        assert r.params == int(r.values["params"]) > 0
+    for r in two.pareto:
+        assert type(r.params) is int and type(r.flops) is int and r.flops > 0
+
+
+def test_no_shipped_predictor_names_both_ways_out(pred, tmp_path) -> None:
+    with pytest.raises(wsnas.SearchConfigError) as info:
+        wsnas.search("nb101", output_dir=tmp_path, progress=False)  # training-free, the default predictor
+    message = str(info.value)
+    assert "no shipped predictor for space 'nb101'" in message and "--predictor none" in message
+    assert 'load("nb201").transfer("nb101")' in message and "wsnas predictor finetune" in message
+    with pytest.raises(wsnas.SearchConfigError, match=r"pred\.transfer\('nb101'\).*--predictor none"):
+        wsnas.search("nb101", predictor=pred, output_dir=tmp_path, progress=False)
+
+
 def test_train_evaluator_trains_for_real(tmp_path) -> None:
     ev = wsnas.TrainEvaluator(wsnas.synthetic(epochs=1))
     res = wsnas.search("nb201", evaluator=ev, eval_budget=2, predictor=None, output_dir=tmp_path, progress=False)
@@ -174,7 +211,7 @@ def test_bad_search_input_is_one_clear_error_before_any_work(table, pred, tmp_pa
         ({"evaluator": None}, wsnas.SearchConfigError, "eval_budget=3 needs an evaluator"),
         ({"eval_budget": 0, "predictor": None}, wsnas.SearchConfigError, "training-free search"),
         ({"predictor": tmp_path / "none.safetensors"}, wsnas.PredictorFileError, "does not exist"),
-        ({"space": "nb101"}, wsnas.PredictorFileError, "nb101.safetensors"),
+        ({"space": "nb101"}, wsnas.SearchConfigError, "no shipped predictor for space 'nb101'"),
         ({"space": "graph", "predictor": pred}, wsnas.SearchConfigError, "scores space 'nb201'"),
         ({"storage": "postgresql://u:secret@127.0.0.1:1/db"}, wsnas.StorageError, "cannot open storage"),
         ({"storage": "nosuchdb://x"}, wsnas.StorageError, "cannot open storage 'nosuchdb://x'"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,7 @@ def search(
     stale_after: float = 60.0,
     tracking: bool | str | None = None,
     progress: bool = True,
+    on_start: Callable[[str, str], object] | None = None,
 ) -> SearchResult:
     """Search ``space``: Optuna proposes, the predictor screens, the evaluator measures the most promising.
 
@@ -98,6 +99,8 @@ def search(
             ``None`` (default) is ``True`` unless the environment sets ``WSNAS_TRACKING=0``.
             A tracking failure never stops the search (one warning; ``wsnas track sync`` fills the gap).
         progress: a tqdm bar of real evaluations on stderr.
+        on_start: called as ``on_start(study_name, storage_url)`` once the study is open, before the first
+            evaluation (``wsnas search`` prints how to join it from there); an error it raises stops the search.
 
     Raises:
         wsnas.SearchConfigError, wsnas.UnknownSearchSpace, wsnas.PredictorFileError, wsnas.EvaluatorError,
@@ -115,7 +118,7 @@ def search(
     stored = config.to_dict()
     name = study_name or f"{config.space.name}-{config_digest(stored)}"
     study, _ = open_study(storage_obj, name, config.directions, stored)
-    return _run(config, study, url, name, out, stale_after, progress, tracking)
+    return _run(config, study, url, name, out, stale_after, progress, tracking, on_start)
 
 
 def join(
@@ -128,11 +131,12 @@ def join(
     stale_after: float = 60.0,
     tracking: bool | str | None = None,
     progress: bool = True,
+    on_start: Callable[[str, str], object] | None = None,
 ) -> SearchResult:
     """Join the running search ``study_name`` in ``storage`` as one more worker (``wsnas worker``).
 
     The configuration comes from the study. A search started with a callable evaluator or a predictor
-    object needs them again here (``evaluator=``, ``predictor=``).
+    object needs them again here (``evaluator=``, ``predictor=``). ``on_start`` as in :func:`search`.
 
     Raises:
         wsnas.SearchConfigError: no such study, or its evaluator or predictor cannot be rebuilt.
@@ -152,7 +156,7 @@ def join(
     if pred == "object":
         raise SearchConfigError(f"study {study_name!r} screens with a predictor object; pass it (predictor=)")
     config = SearchConfig.from_dict(stored, evaluator=ev, predictor=pred)
-    return _run(config, study, url, study_name, out, stale_after, progress, tracking)
+    return _run(config, study, url, study_name, out, stale_after, progress, tracking, on_start)
 
 
 def _track(tracker: SearchTracker, study: optuna.Study, trial_id: int, config: SearchConfig) -> None:
@@ -173,7 +177,7 @@ def _track(tracker: SearchTracker, study: optuna.Study, trial_id: int, config: S
 
 def _run(
     config: SearchConfig, study: optuna.Study, url: str, name: str, out: Path, stale_after: float, progress: bool,
-    tracking: bool | str | None = None,
+    tracking: bool | str | None = None, on_start: Callable[[str, str], object] | None = None,
 ) -> Any:  # fmt: skip
     from tqdm import tqdm
 
@@ -181,6 +185,8 @@ def _run(
     workers = [k for k in study.user_attrs if k.startswith("wsnas:worker:")]
     study.set_user_attr(f"wsnas:worker:{coord.worker}", len(workers))
     out.mkdir(parents=True, exist_ok=True)
+    if on_start is not None:  # before the progress bar draws, so its lines stay above the bar
+        on_start(name, url)
     total = config.eval_budget or config.n_candidates
     bar = tqdm(total=total, desc=f"search {config.space.name}", unit="eval" if config.eval_budget else "arch",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)  # fmt: skip

@@ -206,10 +206,39 @@ def _predictor(predictor: Any, space: SearchSpace) -> tuple[SearchPredictor | No
         from wsnas.predictors import load
 
         spec = str(predictor)
+        if spec == "default":
+            _require_shipped(space.name)
         pred: SearchPredictor = load(space.name if spec == "default" else spec)
         spec = spec if spec == "default" else str(Path(spec).resolve())
     else:
         pred, spec = copy.deepcopy(check_predictor(predictor)), "object"
     if pred.space.name != space.name:
-        raise SearchConfigError(f"the predictor scores space {pred.space.name!r}, the search runs on {space.name!r}")
+        raise SearchConfigError(
+            f"the predictor scores space {pred.space.name!r}, the search runs on {space.name!r}; transfer it "
+            f"first (pred.transfer({space.name!r}), then save it and pass its file) or search without one "
+            "(predictor=None, --predictor none)"
+        )
     return pred, spec
+
+
+def _require_shipped(name: str) -> None:
+    """Nothing if a predictor is shipped for space ``name``; else the error that names the ways out.
+
+    Raises:
+        SearchConfigError: no shipped predictor for ``name``: search without one (``--predictor none``),
+            or transfer a shipped predictor (NB201's) to the space, or train one.
+    """
+    from wsnas.predictors import SHIPPED_DIR
+
+    shipped = sorted(p.name.removesuffix(".safetensors") for p in Path(SHIPPED_DIR).glob("*.safetensors"))
+    if name in shipped or not shipped:  # none installed at all: the loader's error says how to train one
+        return
+    source = "nb201" if "nb201" in shipped else shipped[0]
+    out = f"{name}-from-{source}.safetensors"
+    raise SearchConfigError(
+        f"no shipped predictor for space {name!r} (shipped: {', '.join(shipped)}); either search without one: "
+        f"--predictor none (predictor=None), or transfer the {source.upper()} predictor: "
+        f'python -c \'import wsnas.predictors as p; p.load("{source}").transfer("{name}").save("{out}")\' '
+        f"then --predictor {out} (better: fine-tune it on a few measured {name} architectures, "
+        f"wsnas predictor finetune --predictor {source} --space {name} --zoo ZOO.jsonl --n 25 --out {out})"
+    )

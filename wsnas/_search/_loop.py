@@ -246,7 +246,17 @@ class Loop:
             self.bar.refresh()
 
     def run(self) -> None:
-        """Rounds until the budget is spent (or, training-free, ``n_candidates`` are scored)."""
+        """Rounds until the budget is spent (or, training-free, ``n_candidates`` are scored).
+
+        Ctrl-C (or SIGTERM, raised the same way) gives back every token this worker holds unfinished,
+        wherever it lands: in an evaluation, or between claiming a slot and starting to evaluate it."""
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            self.coord.release_mine("interrupted")
+            raise
+
+    def _run(self) -> None:
         if self.config.eval_budget == 0:
             self._run_training_free()
             return

@@ -87,6 +87,11 @@ class NetMeasures:
             self._cache[key] = count_params(net)
         return int(self._cache[key])
 
+    def cached(self, arch_hash: str, name: str) -> float | None:
+        """The ``name`` (``params``, ``flops``, ``latency``) of the architecture ``arch_hash`` if this object
+        has measured it already, else ``None`` (nothing is built)."""
+        return self._cache.get((arch_hash, name))
+
     def flops(self, arch: Arch) -> int:
         """FLOPs of one forward pass on one input."""
         key = (arch.hash, "flops")

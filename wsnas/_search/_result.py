@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,10 @@ class SearchRecord:
 
     ``measured`` holds what the evaluator returned (empty for a training-free search, whose ``values``
     are predictions); ``predicted``/``uncertainty`` what the predictor said when it was screened;
-    ``error`` why a FAIL trial failed; ``params``/``flops`` are filled for the best and Pareto records.
+    ``error`` why a FAIL trial failed; ``params``/``flops`` the network's parameter count and FLOPs: on
+    every record whose evaluator measured them (``measured["params"]``), whose objectives hold them or
+    whose network the search already measured, and always on the best, Pareto and :meth:`SearchResult.top`
+    records.
     """
 
     arch: str
@@ -137,6 +141,7 @@ def build_result(study: optuna.Study, config: SearchConfig, url: str, name: str,
                 error=t.user_attrs.get("fail_reason"),
             )
         )
+    records = [_with_known_costs(r, config) for r in records]
     complete = [r for r in records if r.state == "COMPLETE"]
     front = [complete[i] for i in pareto_indices([[r.values[o] for o in config.objectives] for r in complete],
                                                  config.directions)]  # fmt: skip
@@ -158,11 +163,25 @@ def build_result(study: optuna.Study, config: SearchConfig, url: str, name: str,
     )
 
 
+def _known(r: SearchRecord, config: SearchConfig, name: str) -> int | None:
+    """``r``'s ``name`` (``params`` or ``flops``) from what is known without building its network: the
+    evaluator's measurement, else the objective value, else the search's own measurement of the network."""
+    for value in (r.measured.get(name), r.values.get(name), config.measures.cached(r.arch_hash, name)):
+        if value is not None and math.isfinite(value) and value > 0:
+            return int(value)
+    return None
+
+
+def _with_known_costs(r: SearchRecord, config: SearchConfig) -> SearchRecord:
+    """``r`` with the ``params`` and ``flops`` that are known already (see :func:`_known`)."""
+    return replace(r, params=_known(r, config, "params"), flops=_known(r, config, "flops"))
+
+
 def _with_costs(r: SearchRecord, config: SearchConfig) -> SearchRecord:
-    """``r`` with ``params`` and ``flops`` (the evaluator's when it measured them, else the built network's)."""
+    """``r`` with ``params`` and ``flops`` (known already, else measured on the built network)."""
     arch: Arch = config.space.from_string(r.arch)
-    params = r.measured.get("params") or config.measures.params(arch)
-    flops = r.measured.get("flops") or config.measures.flops(arch)
+    params = _known(r, config, "params") or config.measures.params(arch)
+    flops = _known(r, config, "flops") or config.measures.flops(arch)
     return replace(r, params=int(params), flops=int(flops))
 
 

@@ -441,6 +441,14 @@ class Coordinator:
         else:
             self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values=values)
 
+    def release_mine(self, outcome: str) -> None:
+        """:meth:`release` every token of this worker that is still waiting or running."""
+        from optuna.trial import TrialState
+
+        for t in self.tokens():
+            if t.user_attrs.get("worker") == self.worker and t.state in (TrialState.RUNNING, TrialState.WAITING):
+                self.release(trial_id_of(t), outcome)
+
     def release(self, trial_id: int, outcome: str) -> None:
         """Give a won token back unfinished (FAIL with ``outcome``, e.g. ``interrupted``): its slot is free again."""
         from optuna.exceptions import UpdateFinishedTrialError

@@ -9,8 +9,11 @@ same command resumes.
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -82,6 +85,8 @@ def search_cmd(
 
     With no options: NB201, the shipped predictor, 20 real trainings on the embedded digits task.
     Rerunning the same command resumes the search where it stopped (or just prints its result).
+    It starts by printing (on stderr, unless --quiet) the study, its storage and the `wsnas worker`
+    command that adds a worker to it from another terminal.
     """
     with one_line_errors():
         _torch_one_thread()
@@ -89,6 +94,7 @@ def search_cmd(
 
         names = tuple(o.strip() for o in objectives.split(",") if o.strip())
         predictor: Any = None if predictor_spec.lower() == "none" else predictor_spec
+        flags = _tracking_flags(tracking_uri, no_tracking)
         result = _interruptible(
             lambda: search(
                 space_name,
@@ -106,9 +112,10 @@ def search_cmd(
                 max_params=max_params,
                 tracking=tracking_choice(tracking_uri, no_tracking),
                 progress=not quiet,
+                on_start=None if quiet else _announce(output_dir, flags),
             )
         )
-        _report(result, top, as_json)
+        _report(result, top, as_json, flags)
 
 
 @click.command("worker")
@@ -134,10 +141,36 @@ def worker_cmd(
         from wsnas._search import join
 
         tracking = tracking_choice(tracking_uri, no_tracking)
+        flags = _tracking_flags(tracking_uri, no_tracking)
+        announce = None if quiet else _announce(output_dir, flags)
         result = _interruptible(
-            lambda: join(study_name, storage, output_dir=output_dir, tracking=tracking, progress=not quiet)
+            lambda: join(
+                study_name, storage, output_dir=output_dir, tracking=tracking, progress=not quiet, on_start=announce
+            )
         )
-        _report(result, 5, as_json)
+        _report(result, 5, as_json, flags)
+
+
+def _tracking_flags(tracking_uri: str | None, no_tracking: bool) -> list[str]:
+    """The tracking options a worker needs to log where this command logs."""
+    return ["--no-tracking"] if no_tracking else ["--tracking-uri", tracking_uri] if tracking_uri else []
+
+
+def _worker_command(study_name: str, storage: str, output_dir: str | Path, flags: list[str]) -> str:
+    """The shell line that adds a worker to the search ``study_name`` in ``storage``: its files go to the
+    same (absolute) ``output_dir`` and it logs where the search logs (the ``flags`` of its tracking)."""
+    argv = ["wsnas", "worker", "--study", study_name, "--storage", storage]
+    return shlex.join([*argv, "--output-dir", str(Path(output_dir).resolve()), *flags])
+
+
+def _announce(output_dir: str, flags: list[str]) -> Any:
+    """The search's ``on_start``: the study, its storage and how to join it, on stderr."""
+
+    def announce(study_name: str, storage: str) -> None:
+        click.echo(f"study {study_name} in {storage}; to add a worker, run in another terminal:", err=True)
+        click.echo(f"  {_worker_command(study_name, storage, output_dir, flags)}", err=True)
+
+    return announce
 
 
 def _torch_one_thread() -> None:
@@ -169,10 +202,25 @@ def _interruptible(run: Any) -> Any:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """``value`` formatted by ``spec`` (``"9.4f"``), or ``-`` at the same width when there is none."""
+    width = int("".join(c for c in spec.split(".")[0] if c.isdigit()) or 0)
+    return "-".rjust(width) if value is None else format(value, spec)
 
 
-def _report(result: Any, top: int, as_json: bool) -> None:
+_PREDICTED = "predicted (score)"
+
+
+def _predicted_note(result: Any) -> str:
+    """The footnote under the table: what the predicted column's numbers are."""
+    target = getattr(result.predictor, "target", None)
+    name = target.get("name") if isinstance(target, Mapping) else None
+    note = f"{_PREDICTED}: the predictor's score, in the units of its training target" + (f" ({name})" if name else "")
+    if result.training_free:
+        return note + "; compare its order, not its values"
+    return note + ", not the evaluator's: it ranks the candidates, it is no estimate of measured"
+
+
+def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
     if as_json:
         doc = result.to_dict()
         doc["top"] = [r.to_dict() for r in result.top(top)]
@@ -186,13 +234,16 @@ def _report(result: Any, top: int, as_json: bool) -> None:
         click.echo("no architecture was evaluated successfully")
     else:
         width = max(len(r.arch) for r in rows)
-        click.echo(f"{'rank':>4}  {'architecture':<{width}}  {'predicted':>9}  {'measured':>8}  {'params':>10}  FLOPs")
+        head = f"{'rank':>4}  {'architecture':<{width}}  {_PREDICTED:>17}  {'measured':>8}  {'params':>10}  FLOPs"
+        click.echo(head)
         for i, r in enumerate(rows, start=1):
             measured = None if result.training_free else r.values.get("accuracy")
             click.echo(
-                f"{i:>4}  {r.arch:<{width}}  {_fmt(r.predicted, '9.4f')}  {_fmt(measured, '8.4f')}  "
+                f"{i:>4}  {r.arch:<{width}}  {_fmt(r.predicted, '17.4f')}  {_fmt(measured, '8.4f')}  "
                 f"{_fmt(r.params, '10,')}  {_fmt(r.flops, '13,')}"
             )
+        if any(r.predicted is not None for r in rows):
+            click.echo(_predicted_note(result))
     if len(result.objectives) > 1:
         click.echo(f"Pareto front: {len(result.pareto)} architectures (see --json)")
     failed = sum(r.state == "FAIL" for r in result.history)
@@ -200,7 +251,7 @@ def _report(result: Any, top: int, as_json: bool) -> None:
         click.echo(f"{failed} evaluation(s) failed; their reasons are in the study (trial user attr 'fail_reason')")
     click.echo(f"results  {result.output_dir / (result.study_name + '.json')}")
     click.echo(f"study    {result.storage} (study {result.study_name}; rerun the command to resume)")
-    click.echo(f"workers  wsnas worker --study {result.study_name} --storage '{result.storage}'")
+    click.echo(f"workers  {_worker_command(result.study_name, result.storage, result.output_dir, flags)}")
     uri = result.tracking_uri
     if uri:
         ui = uri if uri.startswith(("http://", "https://")) else f"wsnas ui --tracking-uri '{uri}'"
