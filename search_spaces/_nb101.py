@@ -65,6 +65,18 @@ def _topological_orders(m: np.ndarray) -> Iterator[list[int]]:
     yield from extend([], set())
 
 
+def _enumeration_key(m: np.ndarray, ops: Sequence[str], order: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """When NAS-Bench-101's enumeration (its ``generate_graphs.py``) meets the cell in ``order``: first
+    by the edge bit mask (edge ``i->j`` is bit ``i + j*(j-1)/2``), then by the op labels (indices into
+    :data:`NB101_OPS`, node 1 most significant)."""
+    pos = {v: k for k, v in enumerate(order)}
+    bits = 0
+    for i, j in zip(*np.nonzero(m)):
+        a, b = pos[int(i)], pos[int(j)]
+        bits |= 1 << (a + b * (b - 1) // 2)
+    return bits, tuple(NB101_OPS.index(ops[v]) for v in order[1:-1])
+
+
 class NB101(SearchSpace):
     """The NAS-Bench-101 cell space.
 
@@ -79,7 +91,8 @@ class NB101(SearchSpace):
     ``0``/``1``, comma-separated, e.g. ``input,conv3x3-bn-relu,maxpool3x3,output|0110,0001,0001,0000``.
     :meth:`from_string` accepts any valid spec in any node order (pruning it); :meth:`to_string` writes
     the pruned cell in its canonical order, the topological order whose string is smallest, so
-    isomorphic cells give one string. :meth:`build` uses that order too.
+    isomorphic cells give one string. :meth:`build` uses another order, the one NAS-Bench-101 stored
+    and trained the cell in (:meth:`benchmark_spec`), because the network depends on the order.
 
     :attr:`size` is 423,624, the number of unique cells NAS-Bench-101 published (a property of the
     space taken from the benchmark, not counted here); :meth:`enumerate` is not implemented, as listing
@@ -217,6 +230,22 @@ class NB101(SearchSpace):
         order = min(_topological_orders(m), key=lambda o: _format(ops, m, o))
         return m[np.ix_(order, order)], tuple(ops[k] for k in order)
 
+    def benchmark_spec(self, arch: Arch) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The pruned cell in the node order NAS-Bench-101 stored and trained it: ``(matrix [n, n] int8, ops)``.
+
+        The benchmark keeps one spec per cell, the first of its isomorphic specs that its enumeration
+        (``generate_graphs.py``) met: the smallest edge bit mask (edge ``i->j`` is bit ``i + j*(j-1)/2``),
+        then the smallest op labelling (ops as indices into :data:`NB101_OPS`, node 1 first). A query
+        returns this spec as ``module_adjacency``/``module_operations``, and its ``trainable_parameters``
+        count the network built from it.
+
+        Raises:
+            InvalidArchitecture: as :meth:`spec`.
+        """
+        m, ops = self.spec(arch)
+        order = min(_topological_orders(m), key=lambda o: _enumeration_key(m, ops, o))
+        return m[np.ix_(order, order)], tuple(ops[k] for k in order)
+
     # -- strings ------------------------------------------------------------------------------------
     def to_string(self, arch: Arch) -> str:
         m, ops = self.spec(arch)
@@ -328,6 +357,12 @@ class NB101(SearchSpace):
         global average pooling and a linear classifier. ``C`` must be at least the number of nodes
         feeding the cell output (their channels are concatenated).
 
+        The cell is built as NAS-Bench-101's ``model_builder`` builds the spec it trained
+        (:meth:`benchmark_spec`). The order matters: an uneven split of the output channels gives the
+        extra channels to the first output feeders in node order, and nodes before them take the
+        channels of their successors, so other orders of the same cell can have other parameter
+        counts. In the benchmark's order the count is the benchmark's ``trainable_parameters``.
+
         Shapes: ``[B, in_channels, H, W] -> [B, num_classes]``.
         """
         from ._nb101_net import NB101Network
@@ -336,5 +371,5 @@ class NB101(SearchSpace):
         for key, value in {**sizes, "num_classes": num_classes, "in_channels": in_channels}.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"NB101.build: {key} must be an int >= 1, got {value!r}")
-        m, ops = self.spec(arch)
+        m, ops = self.benchmark_spec(arch)
         return NB101Network(m.tolist(), ops, num_classes=num_classes, in_channels=in_channels, **sizes)

@@ -61,7 +61,9 @@ class NB101Cell(nn.Module):
     Node ``t`` applies its op to the sum of its inputs: every earlier intermediate node that feeds it,
     truncated to ``vertex_channels[t]`` channels, and a 1x1 conv-BN-ReLU projection of the cell input
     when the input feeds it. The output concatenates the nodes that feed it (``c_out`` channels in all)
-    and adds a projection of the cell input when the input feeds it directly.
+    and adds a projection of the cell input when the input feeds it directly. This is NAS-Bench-101's
+    ``build_module`` on the spec as given: its node order decides which nodes get the extra channels of
+    an uneven split (:meth:`NB101.build` passes the order the benchmark trained).
 
     Shapes: ``[B, c_in, H, W] -> [B, c_out, H, W]``.
     """

@@ -84,13 +84,16 @@ def test_parameter_count_with_skip_projection_and_truncation() -> None:
 def test_channel_split_of_a_concatenation_cell() -> None:
     space = NB101()
     arch = space.from_spec(*CONCAT)
-    m, ops = space.spec(arch)
+    m, ops = space.benchmark_spec(arch)
     assert compute_vertex_channels(16, 16, m.tolist()) == [16, 6, 5, 5, 16]
     cell = NB101Cell(m.tolist(), ops, 8, 16)
     assert cell.vertex_channels == (8, 6, 5, 5, 16)
-    # the canonical order puts conv1x1 first, so it gets the remainder channel
-    assert ops == (IN, C1, C3, MP, OUT)
-    assert cell.ops["1"][0].out_channels == 6 and cell.ops["2"][0].out_channels == 5
+    # the three feeders are interchangeable, so NAS-Bench-101's order is the smallest op labelling: conv3x3
+    # first, and it gets the remainder channel (the string's canonical order puts conv1x1 first)
+    assert ops == (IN, C3, C1, MP, OUT) and space.spec(arch)[1] == (IN, C1, C3, MP, OUT)
+    assert cell.ops["1"][0].kernel_size == (3, 3) and cell.ops["1"][0].out_channels == 6
+    assert cell.ops["2"][0].kernel_size == (1, 1) and cell.ops["2"][0].out_channels == 5
+    assert space.build(arch, C=16, stacks=1, cells_per_stack=1).cells[0].vertex_channels == (16, 6, 5, 5, 16)
     assert cell.proj["3"][0].out_channels == 5 and cell.proj["4"][0].out_channels == 16
     out = cell(torch.randn(2, 8, 6, 6))
     assert out.shape == (2, 16, 6, 6)
