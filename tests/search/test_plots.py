@@ -1,12 +1,14 @@
-"""The search's pictures and tables: real PNG and CSV files, the architecture left untouched."""
+"""The search's pictures and tables: real PNG and CSV files, the architecture left untouched, an architecture's
+picture whose title fits and whose texts do not overlap."""
 
 from __future__ import annotations
 
 import csv
 
 import numpy as np
+import pytest
 
-from wsnas._search._plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
+from wsnas._search._plots import arch_figure, arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
 
@@ -35,3 +37,30 @@ def test_every_plot_is_a_png_and_the_table_a_csv(tmp_path) -> None:
     with write_table(rows, tmp_path / "top.csv").open(newline="") as f:
         back = list(csv.DictReader(f))
     assert back == [{"rank": "1", "arch": "a", "note": ""}, {"rank": "2", "arch": "b", "note": "x,y"}]
+
+
+@pytest.mark.parametrize(
+    ("space_name", "title"),
+    [("nb201", ""), ("nb101", ""), ("macro", ""), ("nb201", "W" * 200), ("graph", "a|b," * 80)],
+)
+def test_arch_picture_title_fits_and_no_text_overlaps(space_name: str, title: str, tmp_path) -> None:
+    space = get_space(space_name)
+    arch = max(sample_distinct(space, 12, 1), key=lambda a: len(space.to_string(a)))  # the longest string
+    fig = arch_figure(arch, title=title or f"best: {space.to_string(arch)}")
+    fig.canvas.draw()  # positions as saved
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    ax = fig.axes[0]
+    texts = [ax.title, *ax.texts, *ax.get_legend().get_texts()]
+    assert {t.get_text() for t in ax.texts} == {str(v) for v in arch.graph}  # the nodes' ids, no op on an edge
+    boxes = [t.get_window_extent(renderer) for t in texts if t.get_text()]
+    for t, box in zip(texts, boxes):  # every text inside the figure: no clipped title, no clipped legend
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, t.get_text()
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            assert not a.overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+    ops = {d["op"] for _, _, d in arch.graph.edges(data=True) if d.get("op")}
+    ops |= {d["op"] for _, d in arch.graph.nodes(data=True)}
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == ops  # the legend names every op once
+    data = arch_plot(arch, tmp_path / "a.png", title=title).read_bytes()
+    assert data.startswith(PNG) and len(data) > 5000

@@ -18,7 +18,7 @@ from wsnas._atomic import atomic_path
 if TYPE_CHECKING:
     from wsnas._arch import Arch
 
-__all__ = ["pareto_plot", "scatter_plot", "progress_plot", "arch_plot", "write_table"]
+__all__ = ["pareto_plot", "scatter_plot", "progress_plot", "arch_plot", "arch_figure", "write_table"]
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> Any:
@@ -92,32 +92,104 @@ def progress_plot(values: Sequence[float], path: str | os.PathLike[str], *, labe
 
 
 def arch_plot(arch: Arch, path: str | os.PathLike[str], *, title: str = "") -> Path:
-    """The architecture's graph: nodes by topological layer, labelled with their op, edges with theirs."""
+    """The architecture's graph: nodes by topological layer, named by their id; nodes and edges coloured by
+    their op, which a legend below names (so no op name sits on an edge); the title wrapped to fit."""
+    return _save(arch_figure(arch, title=title), path)
+
+
+def arch_figure(arch: Arch, *, title: str = "") -> Any:
+    """The figure :func:`arch_plot` saves, laid out (``fig.tight_layout()``): its title, wrapped at the
+    architecture string's separators and shrunk if need be, lies inside the figure."""
     import networkx as nx
+    from matplotlib.lines import Line2D
 
     g = nx.DiGraph(arch.graph)  # a copy: the architecture's graph is frozen and must stay untouched
-    for i, gen in enumerate(nx.topological_generations(g)):
-        for v in gen:
-            g.nodes[v]["_layer"] = i
+    layer = {v: i for i, gen in enumerate(nx.topological_generations(g)) for v in gen}
     by_layer: dict[int, list] = {}
-    for v, d in g.nodes(data=True):
-        by_layer.setdefault(d["_layer"], []).append(v)
+    for v in g:
+        by_layer.setdefault(layer[v], []).append(v)
+    skips = any(layer[v] - layer[u] > 1 for u, v in g.edges)  # edges jumping a layer: lone nodes zig-zag
     pos = {}
-    for layer, nodes in by_layer.items():  # one column per layer; lone nodes zig-zag so skip edges stay apart
-        for i, v in enumerate(nodes):
-            y = (i - (len(nodes) - 1) / 2) if len(nodes) > 1 else 0.5 * (-1) ** layer
-            pos[v] = (float(layer), float(y))
-    fig, ax = _figure(7.0, 4.0)
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color="#edae49", node_size=900)
-    nx.draw_networkx_labels(g, pos, ax=ax, labels={v: f"{v}\n{d.get('op', '')}" for v, d in g.nodes(data=True)},
-                            font_size=7)  # fmt: skip
-    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=900)
-    labels = {(u, v): d["op"] for u, v, d in g.edges(data=True) if d.get("op")}
-    if labels:
-        nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels=labels, font_size=6)
-    ax.set_title(title or "best architecture")
+    for i, nodes in by_layer.items():  # one column per layer
+        for k, v in enumerate(nodes):
+            y = (k - (len(nodes) - 1) / 2) if len(nodes) > 1 else 0.5 * (-1) ** i if skips else 0.0
+            pos[v] = (float(i), float(y))
+    node_ops = list(dict.fromkeys(str(d.get("op", "")) for _, d in g.nodes(data=True)))
+    edge_ops = list(dict.fromkeys(str(d.get("op", "")) for _, _, d in g.edges(data=True) if d.get("op")))
+    colour = {op: _NODE_COLOURS[i % len(_NODE_COLOURS)] for i, op in enumerate(node_ops)}
+    colour.update({op: _EDGE_COLOURS[i % len(_EDGE_COLOURS)] for i, op in enumerate(edge_ops)})
+    colour["none"] = "#b8b8b8"  # NB201's zero op: no connection, drawn faint and dotted
+    style = {op: (":" if op == "none" else "-") for op in edge_ops}
+    fig, ax = _figure(7.0, 4.6)
+    size = min(600.0, (0.45 * 440.0 / max(1, len(by_layer) - 1)) ** 2)  # area in pt^2: a gap between columns
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=[colour[str(d.get("op", ""))] for _, d in g.nodes(data=True)],
+                           node_size=size)  # fmt: skip
+    nx.draw_networkx_labels(g, pos, ax=ax, labels={v: str(v) for v in g}, font_size=8 if size >= 400 else 7)
+    for op in [None, *edge_ops]:  # edges without an op (cells with node ops) in black
+        edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("op") == op or (op is None and not d.get("op"))]
+        if edges:
+            nx.draw_networkx_edges(g, pos, ax=ax, edgelist=edges, arrows=True, arrowsize=12, node_size=size,
+                                   edge_color="black" if op is None else colour[op], width=1.8,
+                                   style=style.get(op, "-"))  # fmt: skip
+    handles = [Line2D([], [], ls="", marker="o", ms=9, mfc=colour[op], mec=colour[op], label=op or "node")
+               for op in node_ops]  # fmt: skip
+    handles += [Line2D([], [], color=colour[op], lw=2, ls=style[op], label=op) for op in edge_ops]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(4, len(handles)),
+              fontsize=8, frameon=False)  # fmt: skip
+    ax.margins(0.08)
     ax.axis("off")
-    return _save(fig, path)
+    _fit_title(fig, ax, title or "best architecture")
+    return fig
+
+
+# light nodes (their black ids stay legible), dark edges
+_NODE_COLOURS = ["#f3c969", "#a8d5ba", "#9ecae1", "#f4a6a6", "#cdb4db", "#d9d9d9", "#ffd8b1", "#b5e48c"]
+_EDGE_COLOURS = ["#d1495b", "#00798c", "#2e4057", "#8d6cab", "#e08e0b", "#3c8d5a", "#8c564b", "#7f7f7f"]
+
+
+def _fit_title(fig: Any, ax: Any, text: str, size: float = 10.0, smallest: float = 6.0) -> None:
+    """Set ``text`` as ``ax``'s title, wrapped at its separators to the figure's width (a smaller font, down to
+    ``smallest``, rather than over three lines), and lay the figure out; narrower lines while it overflows."""
+    renderer = fig.canvas.get_renderer()
+    chars = 0
+    while True:
+        chars = chars or int(fig.get_figwidth() * 72 / (0.6 * size))  # about 0.6 em a character
+        wrapped = _wrap(text, chars)
+        if wrapped.count("\n") > 2 and size > smallest:
+            size, chars = max(smallest, size - 1.0), 0
+            continue
+        title = ax.set_title(wrapped, fontsize=size)
+        fig.tight_layout()
+        box, frame = title.get_window_extent(renderer), fig.bbox
+        if (box.x0 >= frame.x0 and box.x1 <= frame.x1) or chars <= 8:
+            return
+        chars = max(8, min(chars - 1, int(chars * frame.width / box.width) - 1))
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after a separator (space ``|`` ``,`` ``;``
+    ``/``) where there is one, else anywhere."""
+    lines, line = [], ""
+    for piece in _pieces(text):
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        while len(piece) > width:  # a piece longer than a line: cut it
+            lines.append(piece[:width])
+            piece = piece[width:]
+        line += piece
+    return "\n".join([*lines, line.rstrip()]) if line else "\n".join(lines)
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut after each separator (space ``|`` ``,`` ``;`` ``/``)."""
+    out, cur = [], ""
+    for c in text:
+        cur += c
+        if c in " |,;/":
+            out.append(cur)
+            cur = ""
+    return [*out, cur] if cur else out
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
