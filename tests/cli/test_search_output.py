@@ -75,3 +75,80 @@ def test_a_space_without_a_shipped_predictor_names_both_ways_out(tmp_path) -> No
     assert len(lines) == 1 and lines[0].startswith("error: no shipped predictor for space 'nb101'"), res.output
     assert "--predictor none" in lines[0] and 'load("nb201").transfer("nb101")' in lines[0]
     assert "wsnas predictor finetune --predictor nb201 --space nb101" in lines[0]
+
+
+def _dominates(a: dict, b: dict, directions: dict[str, str]) -> bool:
+    """``a`` is at least as good as ``b`` on every objective and better on one."""
+    better = [(a[o] - b[o]) * (1 if d == "maximize" else -1) for o, d in directions.items()]
+    return all(x >= 0 for x in better) and any(x > 0 for x in better)
+
+
+def _table(stdout: str) -> tuple[str, list[str], list[list[str]]]:
+    """The Pareto line, the table's header cells and its rows' cells (``rank arch values...``)."""
+    lines = stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Pareto front:"))
+    rows = []
+    for line in lines[at + 2 :]:
+        if not line[:4].strip().isdigit():
+            break
+        rows.append(line.split())
+    return lines[at], lines[at + 1].split("  "), rows
+
+
+def test_multi_objective_table_lists_the_pareto_front_with_every_objective(table, tmp_path) -> None:
+    from wsnas import NetMeasures
+    from wsnas.search_spaces import get_space
+
+    args = _search_args(table, tmp_path, "--objectives", "accuracy,params", "--predictor", "none", "--seed", "1")
+    args[args.index("--eval-budget") + 1] = "10"
+    res = _cli(*args, "--quiet")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(_cli(*args, "--quiet", "--json").stdout)  # the same command again: the same study, as JSON
+    space, measures = get_space("nb201"), NetMeasures(get_space("nb201"))
+    points = {h["arch"]: {"accuracy": h["accuracy"], "params": measures.params(space.from_string(h["arch"]))}
+              for h in doc["history"] if h["state"] == "COMPLETE"}  # fmt: skip
+    directions = {"accuracy": "maximize", "params": "minimize"}
+    front = [a for a, p in points.items() if not any(_dominates(q, p, directions) for q in points.values())]
+    assert 0 < len(front) < len(points) == 10  # some points are dominated: the table must leave them out
+    line, head, rows = _table(res.stdout)
+    assert line.startswith(f"Pareto front: {len(front)} of 10 evaluated architectures are non-dominated")
+    assert [h.strip() for h in head if h.strip()] == ["rank", "architecture", "accuracy", "params", "FLOPs"]
+    assert sorted(r[1] for r in rows) == sorted(front)  # exactly the non-dominated points
+    accuracy = [float(r[2]) for r in rows]
+    assert accuracy == sorted(accuracy, reverse=True)  # best first objective first
+    for r in rows:  # each objective's column holds its value
+        assert float(r[2]) == pytest.approx(points[r[1]]["accuracy"], abs=5e-5)
+        assert int(r[3].replace(",", "")) == points[r[1]]["params"]
+    assert doc["evaluated"] == 10 and sorted(p["arch"] for p in doc["pareto"]) == sorted(front)
+    for p in doc["pareto"]:  # the JSON front carries every objective's value
+        assert p["values"]["accuracy"] == pytest.approx(points[p["arch"]]["accuracy"])
+        assert p["values"]["params"] == points[p["arch"]]["params"] == p["params"]
+
+
+def test_pareto_table_has_a_column_per_objective_latency_included(tmp_path) -> None:
+    from wsnas._search._result import SearchRecord, SearchResult
+    from wsnas.cli._search import _report
+
+    def rec(arch: str, trial: int, acc: float, ms: float, flops: int, state: str = "COMPLETE") -> SearchRecord:
+        values = {"accuracy": acc, "latency": ms, "flops": float(flops)} if state == "COMPLETE" else {}
+        return SearchRecord(arch, arch, trial, state, values, {"accuracy": acc}, predicted=acc / 2,
+                            params=flops // 10, flops=flops)  # fmt: skip
+
+    front = [rec("fast", 1, 0.80, 1.5, 900), rec("accurate", 0, 0.90, 9.25, 2000), rec("cheap", 3, 0.70, 4.0, 100)]
+    history = [*front, rec("slow", 2, 0.75, 2.0, 950), rec("failed", 4, 0.0, 0.0, 0, state="FAIL")]
+    result = SearchResult(best=front[1], pareto=sorted(front, key=lambda r: -r.values["accuracy"]), history=history,
+                          study=None, objectives=("accuracy", "latency", "flops"), storage="sqlite:///x.db",
+                          study_name="s", output_dir=tmp_path, training_free=False)  # fmt: skip
+    runner = CliRunner()
+    with runner.isolation() as (out, _, _):
+        _report(result, 5, False, [])
+    text = out.getvalue().decode()
+    line, head, rows = _table(text)
+    assert line == ("Pareto front: 3 of 4 evaluated architectures are non-dominated "
+                    "(accuracy maximized, latency minimized, flops minimized); sorted by accuracy")  # fmt: skip
+    assert [h.strip() for h in head if h.strip()] == ["rank", "architecture", "predicted (score)", "accuracy",
+                                                      "latency (ms)", "FLOPs", "params"]  # fmt: skip
+    assert rows == [["1", "accurate", "0.4500", "0.9000", "9.250", "2,000", "200"],
+                    ["2", "fast", "0.4000", "0.8000", "1.500", "900", "90"],
+                    ["3", "cheap", "0.3500", "0.7000", "4.000", "100", "10"]]  # fmt: skip
+    assert "slow" not in text and "1 evaluation(s) failed" in text  # dominated by fast: not listed

@@ -2,6 +2,8 @@
 
 >>> result = wsnas.search("nb201", evaluator=wsnas.TrainEvaluator("digits"), eval_budget=20)
 >>> result.best.arch, result.best.measured["accuracy"], len(result.history)
+>>> task = wsnas.cifar10("data/cifar10", epochs=4, resolution=16, size={"C": 8})      # your own data and recipe
+>>> wsnas.search("mylab.spaces:Mine", evaluator=wsnas.TrainEvaluator(task), eval_budget=24, pruner="median")
 
 Optuna storage is the source of truth: every real evaluation is a trial there before anything else
 happens with it, so a search resumes where it stopped (rerun the same call) and several processes or
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsnas._errors import SearchConfigError
-from wsnas._search._config import SAMPLERS, SearchConfig
+from wsnas._search._config import PRUNERS, SAMPLERS, SearchConfig
 from wsnas._search._loop import Loop
 from wsnas._search._optuna import storage_of
 from wsnas._search._result import SearchRecord, SearchResult, build_result, write_json
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from wsnas._search._tracker import SearchTracker
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["search", "join", "SearchResult", "SearchRecord", "SAMPLERS"]
+__all__ = ["search", "join", "SearchResult", "SearchRecord", "SAMPLERS", "PRUNERS"]
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -60,6 +62,7 @@ def search(
     max_params: int | None = None,
     kappa: float = 1.0,
     fine_tune_epochs: int = 3,
+    pruner: Any = None,
     stale_after: float = 60.0,
     tracking: bool | str | None = None,
     progress: bool = True,
@@ -68,9 +71,13 @@ def search(
     """Search ``space``: Optuna proposes, the predictor screens, the evaluator measures the most promising.
 
     Args:
-        space: a search space or its name.
+        space: a search space, its name, or a plug-in path ``package.module:attr`` (a SearchSpace or a
+            zero-argument factory of one in an importable module; workers import the same).
         evaluator: ``TrainEvaluator(task)``, ``TableEvaluator(csv, arch_column, metric_column)``, a spec
-            string (``train:TASK``, ``table:PATH:ARCH_COL:METRIC_COL``) or any callable ``Arch -> float | dict``.
+            string (``train:TASK``, ``table:PATH:ARCH_COL:METRIC_COL``, a plug-in ``package.module:attr``)
+            or any callable ``Arch -> float | dict`` (one taking a keyword ``trial`` may report
+            intermediate values: :class:`~wsnas._search._evaluators.TrialReporter`). A TrainEvaluator of a
+            built-in dataset is stored in the study as data, so ``wsnas worker`` rebuilds it.
         eval_budget: real evaluations in all (across every worker; a FAIL trial counts as one);
             ``0``: training-free, predictions only.
         predictor: ``"default"`` (the shipped predictor of the space), a predictor file, a predictor
@@ -93,6 +100,11 @@ def search(
         max_params: drop candidates with more parameters before they are scored.
         kappa: the uncertainty weight of the ranking ``score + kappa * uncertainty`` (several objectives).
         fine_tune_epochs: epochs of each online fine-tuning of the predictor (several objectives).
+        pruner: stop unpromising evaluations early on their intermediate values (a TrainEvaluator reports
+            the validation accuracy after every epoch): ``None``/``"none"``, ``"median"``, ``"halving"``,
+            ``"hyperband"`` (Optuna's MedianPruner, SuccessiveHalvingPruner, HyperbandPruner with their
+            defaults) or an Optuna pruner. One objective only. A pruned evaluation is a PRUNED trial with
+            its last value: it spends its slot of ``eval_budget`` and is never the best.
         stale_after: seconds without a heartbeat after which another worker's evaluation counts as dead.
         tracking: MLflow tracking (see :mod:`wsnas._search._tracker`): ``True`` logs to ``$MLFLOW_TRACKING_URI``
             or else ``sqlite:///OUTPUT_DIR/mlflow.db``; a string is a tracking URI; ``False`` turns it off;
@@ -111,7 +123,7 @@ def search(
     config = SearchConfig.build(
         space=space, evaluator=evaluator, eval_budget=eval_budget, predictor=predictor, objectives=objectives,
         sampler=sampler, n_candidates=n_candidates, batch_size=batch_size, seed=seed, max_params=max_params,
-        kappa=kappa, fine_tune_epochs=fine_tune_epochs,
+        kappa=kappa, fine_tune_epochs=fine_tune_epochs, pruner=pruner,
     )  # fmt: skip
     out = Path(output_dir)
     storage_obj, url = open_storage(storage, out)
@@ -128,35 +140,100 @@ def join(
     output_dir: str | os.PathLike[str] = "wsnas-runs",
     evaluator: Any = None,
     predictor: Any = None,
+    pruner: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
     stale_after: float = 60.0,
     tracking: bool | str | None = None,
     progress: bool = True,
     on_start: Callable[[str, str], object] | None = None,
+    wait: float = 0.0,
 ) -> SearchResult:
     """Join the running search ``study_name`` in ``storage`` as one more worker (``wsnas worker``).
 
-    The configuration comes from the study. A search started with a callable evaluator or a predictor
-    object needs them again here (``evaluator=``, ``predictor=``). ``on_start`` as in :func:`search`.
+    The configuration comes from the study: the space (a plug-in path is imported again), the evaluator
+    (a TrainEvaluator of a built-in dataset is rebuilt from its stored task; ``data_dir``: where that
+    dataset is on this machine, if not where the search read it), the pruner. A search started with a
+    callable evaluator, a predictor object or a custom Optuna pruner needs them again here (``evaluator=``,
+    ``predictor=``, ``pruner=``). ``on_start`` as in :func:`search`. ``wait``: seconds to wait for the
+    study to appear (a worker started beside the search that creates it), trying once a second.
 
     Raises:
-        wsnas.SearchConfigError: no such study, or its evaluator or predictor cannot be rebuilt.
+        wsnas.SearchConfigError: no such study, or its space, evaluator, predictor or pruner cannot be
+            rebuilt (the message says why). wsnas.DatasetError: the data is missing or other than the study's.
     """
     _check_stale_after(stale_after)
     if not isinstance(study_name, str) or not isinstance(storage, str):
         raise SearchConfigError(
             f"join needs a study name and a storage URL (str), got {study_name!r} and {storage!r}"
         )
+    if not isinstance(wait, (int, float)) or not math.isfinite(wait) or wait < 0:
+        raise SearchConfigError(f"wait must be a number of seconds >= 0, got {wait!r}")
     out = Path(output_dir)
-    storage_obj, url = open_storage(storage, out, must_exist=study_name)
-    study, stored = open_study(storage_obj, study_name, [], None)
-    ev = evaluator if evaluator is not None else stored.get("evaluator")
-    if ev == "callable":
-        raise SearchConfigError(f"study {study_name!r} evaluates with a Python callable; pass it (evaluator=)")
+    storage_obj, url, study, stored = _open_joined(storage, out, study_name, float(wait))
+    _check_space(study_name, stored.get("space"))
+    ev = evaluator if evaluator is not None else _stored_evaluator(study_name, stored.get("evaluator"), data_dir)
     pred = predictor if predictor is not None else stored.get("predictor")
     if pred == "object":
         raise SearchConfigError(f"study {study_name!r} screens with a predictor object; pass it (predictor=)")
-    config = SearchConfig.from_dict(stored, evaluator=ev, predictor=pred)
+    prune = pruner if pruner is not None else stored.get("pruner")
+    if str(prune).startswith("custom:"):
+        raise SearchConfigError(f"study {study_name!r} prunes with a custom pruner ({prune[7:]}); pass it (pruner=)")
+    config = SearchConfig.from_dict(stored, evaluator=ev, predictor=pred, pruner=prune)
     return _run(config, study, url, study_name, out, stale_after, progress, tracking, on_start)
+
+
+def _open_joined(storage: str, out: Path, study_name: str, wait: float) -> tuple[Any, str, optuna.Study, dict]:
+    """The storage, its URL, the study ``study_name`` and its stored configuration; while the study is not
+    there (or not yet configured by its search), try again once a second for ``wait`` seconds."""
+    import time
+
+    from wsnas._errors import StorageError
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            storage_obj, url = open_storage(storage, out, must_exist=study_name)
+            study, stored = open_study(storage_obj, study_name, [], None)
+            return storage_obj, url, study, stored
+        except (StorageError, SearchConfigError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _stored_evaluator(study_name: str, ev: Any, data_dir: str | os.PathLike[str] | None) -> Any:
+    """The evaluator a study stored, rebuilt (``data_dir``: its dataset's folder here); an error when the
+    worker must be given it (a Python callable or object)."""
+    from wsnas._search._evaluators import TrainEvaluator
+
+    if ev == "callable":
+        raise SearchConfigError(f"study {study_name!r} evaluates with a Python callable; pass it (evaluator=)")
+    if isinstance(ev, dict) and ev.get("kind") == "object":
+        raise SearchConfigError(
+            f"study {study_name!r} evaluates with a Python {ev.get('type', 'object')} that it cannot store as data: "
+            f"{ev.get('why')}; pass it (evaluator=), or start the search with a plug-in path (package.module:attr)"
+        )
+    if isinstance(ev, dict) and ev.get("kind") == "train":
+        return TrainEvaluator.from_spec(ev, data_dir=data_dir)
+    if data_dir is not None:
+        raise SearchConfigError(f"study {study_name!r} evaluates with {ev!r}, which reads no data folder (data_dir=)")
+    return ev
+
+
+def _check_space(study_name: str, space: Any) -> None:
+    """The study's space can be found here, else an error that says how a worker finds it."""
+    from wsnas._errors import UnknownSearchSpace
+    from wsnas.search_spaces import get_space
+
+    try:
+        get_space(str(space))
+    except UnknownSearchSpace as exc:
+        if ":" in str(space):
+            raise SearchConfigError(f"study {study_name!r}: {exc}") from None
+        raise SearchConfigError(
+            f"study {study_name!r} searches space {space!r}, which this process does not know: start the search "
+            "with a plug-in path (--space package.module:attr) that every worker imports, or register the space"
+        ) from None
 
 
 def _track(tracker: SearchTracker, study: optuna.Study, trial_id: int, config: SearchConfig) -> None:

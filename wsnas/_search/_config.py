@@ -6,7 +6,8 @@ any work starts: the space, the objectives, the numbers, the predictor (loaded f
 worker derives what is its own (the seed of its sampler, :meth:`SearchConfig.worker_seed`) where it uses it.
 :meth:`SearchConfig.to_dict` is what the study stores (its keys are :data:`STORED`, each a keyword of
 ``build``), and :meth:`SearchConfig.from_dict` rebuilds the configuration from it for a joining worker.
-Adding an option: a field, its check in ``build``, its key in :data:`STORED` if the study keeps it.
+Adding an option: a field, its check in ``build``, its key in :data:`STORED` if the study keeps it (a
+study stored before the key existed gets ``build``'s default).
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ from wsnas._search._protocol import SearchPredictor, check_predictor
 if TYPE_CHECKING:
     import optuna
 
-    from wsnas._arch import Arch
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["SearchConfig", "SAMPLERS", "STORED"]
+__all__ = ["SearchConfig", "SAMPLERS", "PRUNERS", "STORED"]
 
 SAMPLERS = ("auto", "tpe", "nsga2", "random")
+#: pruner names: Optuna's MedianPruner, SuccessiveHalvingPruner and HyperbandPruner with their defaults
+PRUNERS = ("none", "median", "halving", "hyperband")
 #: the keys of the configuration a study stores, in order (see :meth:`SearchConfig.to_dict`)
 STORED = (
     "space", "evaluator", "objectives", "eval_budget", "predictor", "sampler", "n_candidates", "batch_size", "seed",
-    "max_params", "kappa", "fine_tune_epochs",
+    "max_params", "kappa", "fine_tune_epochs", "pruner",
 )  # fmt: skip
 
 
@@ -43,14 +45,16 @@ STORED = (
 class SearchConfig:
     """Everything a worker needs, validated once by :meth:`build` (never changed afterwards).
 
-    ``evaluator_spec``, ``predictor_spec`` and ``sampler_name`` are how the study stores the evaluator,
-    the predictor and the sampler; ``sampler`` makes a fresh sampler for a seed.
+    ``space_spec``, ``evaluator_spec``, ``predictor_spec``, ``sampler_name`` and ``pruner_name`` are how the
+    study stores the space (its name, or its plug-in path), the evaluator, the predictor, the sampler and
+    the pruner; ``sampler`` makes a fresh sampler for a seed, ``pruner`` a fresh pruner (``None``: none).
     """
 
     space: SearchSpace
+    space_spec: str
     objectives: tuple[str, ...]
-    evaluator: Callable[[Arch], dict[str, float]] | None
-    evaluator_spec: str | None
+    evaluator: Callable[..., dict[str, float]] | None
+    evaluator_spec: str | dict[str, Any] | None
     eval_budget: int
     predictor: SearchPredictor | None
     predictor_spec: str | None
@@ -63,6 +67,8 @@ class SearchConfig:
     kappa: float
     fine_tune_epochs: int
     measures: NetMeasures
+    pruner: Callable[[], optuna.pruners.BasePruner] | None = None
+    pruner_name: str = "none"
 
     @property
     def directions(self) -> list[str]:
@@ -82,18 +88,19 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """The configuration as the study stores it: JSON values under the keys of :data:`STORED`."""
         specs = {
-            "space": self.space.name,
+            "space": self.space_spec,
             "evaluator": self.evaluator_spec,
             "objectives": list(self.objectives),
             "predictor": self.predictor_spec,
             "sampler": self.sampler_name,
+            "pruner": self.pruner_name,
         }
         return {key: specs[key] if key in specs else getattr(self, key) for key in STORED}
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any], **overrides: Any) -> SearchConfig:
         """The configuration a study stored (:meth:`to_dict`), with ``overrides`` (``build`` keywords)."""
-        return cls.build(**{**{k: stored[k] for k in STORED if k not in overrides}, **overrides})
+        return cls.build(**{**{k: stored[k] for k in STORED if k in stored and k not in overrides}, **overrides})
 
     @classmethod
     def build(
@@ -111,12 +118,13 @@ class SearchConfig:
         max_params: int | None = None,
         kappa: float = 1.0,
         fine_tune_epochs: int = 3,
+        pruner: Any = None,
     ) -> SearchConfig:
         """Check and resolve the arguments of :func:`wsnas.search` (see it for their meaning).
 
         Raises:
             wsnas.SearchConfigError, wsnas.UnknownSearchSpace, wsnas.PredictorFileError,
-            wsnas.EvaluatorError: the first bad argument, in the order above.
+            wsnas.EvaluatorError: the first bad argument, in the order above (the pruner last).
         """
         from wsnas.search_spaces import SearchSpace, get_space
 
@@ -155,6 +163,7 @@ class SearchConfig:
         n_cand = n_candidates if n_candidates is not None else (max(8 * eval_budget, batch) if eval_budget else 500)
         population = max(4, min(50, (eval_budget or n_cand) // 4))
         factory, sampler_name = _sampler_factory(sampler, len(names), population)
+        pruner_factory, pruner_name = _pruner_factory(pruner, names, eval_budget, ev)
         if isinstance(ev, TrainEvaluator):
             size, shape = ev.build_size(space_obj)
             measures = NetMeasures(space_obj, size, shape)
@@ -162,9 +171,10 @@ class SearchConfig:
             measures = NetMeasures(space_obj)
         return cls(
             space=space_obj,
+            space_spec=space if isinstance(space, str) and ":" in space else space_obj.name,
             objectives=names,
             evaluator=ev,
-            evaluator_spec=None if ev is None else (getattr(ev, "spec", None) or "callable"),
+            evaluator_spec=_evaluator_spec(ev),
             eval_budget=eval_budget,
             predictor=pred,
             predictor_spec=pred_spec,
@@ -177,7 +187,51 @@ class SearchConfig:
             kappa=kappa,
             fine_tune_epochs=fine_tune_epochs,
             measures=measures,
+            pruner=pruner_factory,
+            pruner_name=pruner_name,
         )
+
+
+def _evaluator_spec(ev: Any) -> str | dict[str, Any] | None:
+    """How the study stores ``ev``: its ``spec``; ``"callable"`` (or, for a TrainEvaluator that is not
+    data, ``{"kind": "object", "why": ...}``) when a joining worker must be given the object again."""
+    if ev is None:
+        return None
+    spec = getattr(ev, "spec", None)
+    if spec:
+        return spec
+    why = getattr(ev, "why_not_data", None)
+    return {"kind": "object", "type": type(ev).__name__, "why": why} if why else "callable"
+
+
+def _pruner_factory(pruner: Any, objectives: tuple[str, ...], eval_budget: int, ev: Any) -> tuple[Any, str]:
+    """A factory of fresh pruners (``None``: no pruning) and how the study stores the pruner."""
+    import optuna
+
+    if pruner is None or (isinstance(pruner, str) and pruner.lower() == "none"):
+        return None, "none"
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        made = pruner
+        name = f"custom:{type(pruner).__name__}"
+    elif isinstance(pruner, str) and pruner.lower() in PRUNERS:
+        name = pruner.lower()
+        made = None
+    else:
+        raise SearchConfigError(f"unknown pruner {pruner!r}; known pruners: {', '.join(PRUNERS)} or an Optuna pruner")
+    if len(objectives) > 1:
+        raise SearchConfigError(f"pruning needs one objective (as Optuna's pruners), got {list(objectives)}")
+    if eval_budget == 0 or ev is None:
+        raise SearchConfigError(f"pruner={name!r} stops real evaluations early; a training-free search has none")
+    if not getattr(ev, "takes_trial", False):
+        raise SearchConfigError(
+            f"pruner={name!r} needs an evaluator that reports intermediate values (a TrainEvaluator, or a "
+            f"callable taking a keyword 'trial'); this {type(ev).__name__} reports none"
+        )
+    if made is not None:
+        return (lambda: copy.deepcopy(made)), name
+    kinds = {"median": optuna.pruners.MedianPruner, "halving": optuna.pruners.SuccessiveHalvingPruner,
+             "hyperband": optuna.pruners.HyperbandPruner}  # fmt: skip
+    return kinds[name], name
 
 
 def _sampler_factory(name: Any, n_objectives: int, population: int) -> tuple[Callable[[int], Any], str]:
@@ -204,11 +258,13 @@ def _predictor(predictor: Any, space: SearchSpace) -> tuple[SearchPredictor | No
         return None, None
     if isinstance(predictor, (str, os.PathLike)):
         from wsnas.predictors import load
+        from wsnas.search_spaces import space_names
 
         spec = str(predictor)
+        plugin = space if space.name not in space_names() else None  # a plug-in space: the card cannot name it
         if spec == "default":
             _require_shipped(space.name)
-        pred: SearchPredictor = load(space.name if spec == "default" else spec)
+        pred: SearchPredictor = load(space.name if spec == "default" else spec, space=plugin)
         spec = spec if spec == "default" else str(Path(spec).resolve())
     else:
         pred, spec = copy.deepcopy(check_predictor(predictor)), "object"

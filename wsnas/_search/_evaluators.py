@@ -2,31 +2,43 @@
 
 * :class:`TrainEvaluator` trains the network on a :class:`~wsnas.Task` (``wsnas.train``);
 * :class:`TableEvaluator` looks architectures up in a CSV of measured results that a user brings;
-* any callable ``Arch -> float | dict`` (a float is the ``accuracy``; a dict maps metric names to numbers).
+* any callable ``Arch -> float | dict`` (a float is the ``accuracy``; a dict maps metric names to numbers);
+* a plug-in path ``package.module:attr`` naming one of these in a module of the user's (imported, never
+  unpickled), which is how ``wsnas search --evaluator`` and the workers of a study reach a user's evaluator.
 
 Every evaluator returns a dict of finite floats with at least ``accuracy`` (higher is better). A failure
-is an exception; the search records it as a FAIL trial with the reason and goes on.
+is an exception; the search records it as a FAIL trial with the reason and goes on. An evaluator that
+takes a keyword ``trial`` gets a :class:`TrialReporter` (``trial.report(value, step)``); raising
+``optuna.TrialPruned`` when ``trial.should_prune()`` makes the trial PRUNED, and the search goes on.
+A study stores an evaluator as its ``spec`` (a string or, for a :class:`TrainEvaluator`, a JSON dict of
+its task), from which a joining worker rebuilds it.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from wsnas._arch import Arch
 from wsnas._errors import EvaluatorError, InvalidArchitecture
 
 if TYPE_CHECKING:
+    import optuna
+
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
-__all__ = ["TrainEvaluator", "TableEvaluator", "CallableEvaluator", "as_evaluator", "evaluator_from_spec"]
+__all__ = [
+    "TrainEvaluator", "TableEvaluator", "CallableEvaluator", "TrialReporter", "as_evaluator", "evaluator_from_spec",
+    "takes_trial",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,29 +52,72 @@ class TrainEvaluator:
 
     Returns per architecture: ``accuracy`` (validation accuracy, a fraction), ``val_loss``, ``params`` and
     ``flops`` of the trained network, ``train_seconds``, ``cpu_seconds`` and ``diverged`` (0 or 1).
+
+    Called with ``trial=`` (a :class:`TrialReporter`, as the search does), it reports the validation
+    accuracy after every epoch (step ``k``: ``k`` epochs trained) and stops with ``optuna.TrialPruned``
+    when the search's pruner says so (never after the last epoch). A task of a built-in dataset is
+    data (:attr:`spec`): the study stores it and ``wsnas worker`` rebuilds the same evaluator.
     """
 
     task: Task | str
     seed: int = 0
     space: SearchSpace | None = field(default=None, compare=False)
+    takes_trial: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if isinstance(self.task, str):
             from wsnas.training import get_task
 
-            object.__setattr__(self, "_spec", f"train:{self.task}")
+            if self.seed == 0:
+                object.__setattr__(self, "_spec", f"train:{self.task}")
             object.__setattr__(self, "task", get_task(self.task))
 
     @property
-    def spec(self) -> str | None:
-        """``train:TASK`` when the task is a built-in one given by name (workers rebuild it), else ``None``."""
-        return getattr(self, "_spec", None)
+    def spec(self) -> str | dict[str, Any] | None:
+        """How a study stores this evaluator: ``train:TASK`` (a built-in task by name, seed 0), the plug-in
+        path it was loaded from, else a JSON dict of the task (name, data folder, recipe, fingerprint) and
+        seed; ``None`` when the task is no built-in dataset (:attr:`why_not_data` says why)."""
+        return getattr(self, "_spec", None) or self._described()[0]
+
+    @property
+    def why_not_data(self) -> str | None:
+        """Why a worker cannot rebuild this evaluator from the study (``None``: it can)."""
+        return None if getattr(self, "_spec", None) else self._described()[1]
+
+    def _described(self) -> tuple[dict[str, Any] | None, str | None]:
+        cached = getattr(self, "_doc", None)
+        if cached is None:
+            try:
+                cached = ({"kind": "train", **self.task.to_dict(), "seed": int(self.seed)}, None)  # type: ignore[union-attr]
+            except ValueError as exc:
+                cached = (None, str(exc))
+            else:
+                cached = (_by_name(self.task, self.seed) or cached[0], None)
+            object.__setattr__(self, "_doc", cached)
+        return cached
+
+    @classmethod
+    def from_spec(cls, doc: Mapping[str, Any], *, data_dir: str | os.PathLike[str] | None = None) -> TrainEvaluator:
+        """The evaluator a study stored as a dict (:attr:`spec`); ``data_dir``: where the dataset is on this
+        machine (default: the stored folder). The data read must be the stored data (same fingerprint).
+
+        Raises:
+            EvaluatorError: a malformed description, or ``data_dir`` for a task that reads no folder.
+            wsnas.DatasetError: the data folder is missing, or holds other data than the study's.
+        """
+        from wsnas.training import Task
+
+        try:
+            return cls(Task.from_dict(doc, data_dir=data_dir), seed=int(doc["seed"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            task = doc.get("task") if isinstance(doc, Mapping) else None
+            raise EvaluatorError(f"cannot rebuild the study's TrainEvaluator (task {task!r}): {exc}") from None
 
     def for_space(self, space: SearchSpace) -> TrainEvaluator:
         """This evaluator bound to ``space`` (a copy)."""
         out = replace(self, space=space, task=self.task)
-        if self.spec is not None:
-            object.__setattr__(out, "_spec", self.spec)
+        if getattr(self, "_spec", None) is not None:
+            object.__setattr__(out, "_spec", self._spec)  # type: ignore[attr-defined]
         return out
 
     def build_size(self, space: SearchSpace) -> tuple[dict[str, Any], tuple[int, ...]]:
@@ -73,7 +128,7 @@ class TrainEvaluator:
             task = task.with_recipe(size=dict(space.proxy_size))
         return dict(task.build_kwargs), tuple(task.input_shape)
 
-    def __call__(self, arch: Arch) -> dict[str, float]:
+    def __call__(self, arch: Arch, *, trial: TrialReporter | None = None) -> dict[str, float]:
         from wsnas.training import train
 
         space = self.space
@@ -82,7 +137,17 @@ class TrainEvaluator:
 
             space = get_space(arch.space)
         assert not isinstance(self.task, str)
-        r = train(space, arch, self.task, seed=self.seed)
+        epochs = self.task.epochs
+
+        def on_epoch(epoch: int, val_acc: float, val_loss: float) -> None:
+            assert trial is not None
+            trial.report(val_acc, epoch)
+            if epoch < epochs and trial.should_prune():
+                import optuna
+
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} of {epochs} (val acc {val_acc:.4f})")
+
+        r = train(space, arch, self.task, seed=self.seed, on_epoch=None if trial is None else on_epoch)
         out = {
             "accuracy": float(r.val_acc),
             "params": float(r.params),
@@ -94,6 +159,62 @@ class TrainEvaluator:
         if r.val_loss is not None:
             out["val_loss"] = float(r.val_loss)
         return out
+
+
+def _by_name(task: Task, seed: int) -> str | None:
+    """``train:TASK`` when ``task`` is the built-in task of that name as it is (no data folder) and ``seed`` 0."""
+    from wsnas.training import get_task
+
+    if seed != 0 or task.name == "cifar10" or get_task(task.name).fingerprint != task.fingerprint:
+        return None
+    return f"train:{task.name}"
+
+
+class TrialReporter:
+    """The trial of one real evaluation, as an evaluator sees it: Optuna's ``report`` and ``should_prune``.
+
+    Intermediate values go straight to the study's storage, so the pruner compares against every worker's
+    curves; ``should_prune`` asks the search's pruner (never prunes without one). An evaluator stops by
+    raising ``optuna.TrialPruned``. ``last`` is the last ``(step, value)`` reported.
+    """
+
+    def __init__(self, study: optuna.Study, trial_id: int, pruner: optuna.pruners.BasePruner | None = None) -> None:
+        self.study = study
+        self.trial_id = trial_id
+        self.pruner = pruner
+        self.last: tuple[int, float] | None = None
+        self._steps: set[int] = set()
+
+    def report(self, value: float, step: int) -> None:
+        """Store ``value`` as the intermediate value of ``step`` (an int >= 0); a second value of a step
+        is ignored, as in Optuna."""
+        from wsnas._search._optuna import storage_of
+
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise EvaluatorError(f"trial.report needs a step that is an int >= 0, got {step!r}")
+        if step in self._steps:
+            return
+        storage_of(self.study).set_trial_intermediate_value(self.trial_id, step, float(value))
+        self._steps.add(step)
+        self.last = (step, float(value))
+
+    def should_prune(self) -> bool:
+        """Whether the search's pruner stops this evaluation now (``False`` before any report)."""
+        from wsnas._search._optuna import storage_of
+
+        if self.pruner is None or self.last is None:
+            return False
+        return bool(self.pruner.prune(self.study, storage_of(self.study).get_trial(self.trial_id)))
+
+
+def takes_trial(fn: Any) -> bool:
+    """Whether ``fn`` accepts a keyword ``trial`` (other than as its first argument)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "trial" and (p.kind == p.KEYWORD_ONLY or (p.kind == p.POSITIONAL_OR_KEYWORD and i > 0))
+               for i, p in enumerate(params))  # fmt: skip
 
 
 class TableEvaluator:
@@ -113,6 +234,8 @@ class TableEvaluator:
         EvaluatorError: the file is missing or empty, lacks a column, has a row whose metric is not a
             number or whose architecture string does not parse (the message names the line).
     """
+
+    takes_trial: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -239,17 +362,21 @@ class TableEvaluator:
 
 
 class CallableEvaluator:
-    """Wrap a user's callable ``Arch -> float | dict[str, float]`` (a float is the ``accuracy``)."""
+    """Wrap a user's callable ``Arch -> float | dict[str, float]`` (a float is the ``accuracy``); one that
+    takes a keyword ``trial`` gets the search's :class:`TrialReporter` (``takes_trial``)."""
 
-    def __init__(self, fn: Callable[[Arch], float | Mapping[str, float]]) -> None:
+    def __init__(self, fn: Callable[..., float | Mapping[str, float]]) -> None:
         if not callable(fn):
             raise EvaluatorError(f"an evaluator must be callable (Arch -> float | dict), got {type(fn).__name__}")
         self.fn = fn
         self.spec: str | None = None
+        self.takes_trial = takes_trial(fn)
         if callable(getattr(fn, "can_evaluate", None)):  # a callable may say which archs it can measure
             self.can_evaluate = fn.can_evaluate
 
-    def __call__(self, arch: Arch) -> dict[str, float]:
+    def __call__(self, arch: Arch, *, trial: TrialReporter | None = None) -> dict[str, float]:
+        if trial is not None and self.takes_trial:
+            return normalise_result(self.fn(arch, trial=trial))
         return normalise_result(self.fn(arch))
 
 
@@ -285,13 +412,21 @@ def check_values(measured: Mapping[str, float], needed: tuple[str, ...]) -> None
             raise EvaluatorError(f"the evaluator returned {name}={measured[name]}")
 
 
-def evaluator_from_spec(spec: str) -> TrainEvaluator | TableEvaluator:
-    """``train:TASK`` or ``table:PATH:ARCH_COLUMN:METRIC_COLUMN`` as an evaluator.
+def evaluator_from_spec(spec: str | Mapping[str, Any]) -> Any:
+    """``train:TASK``, ``table:PATH:ARCH_COLUMN:METRIC_COLUMN``, a plug-in path ``package.module:attr``, or a
+    stored TrainEvaluator dict (:attr:`TrainEvaluator.spec`) as an evaluator.
+
+    A plug-in names a callable ``Arch -> float | dict``, a TrainEvaluator or TableEvaluator, or a class of
+    one made with no arguments; the evaluator's ``spec`` is then the path, so workers import it too.
 
     Raises:
-        EvaluatorError: another form, or a table that cannot be read.
-        wsnas.UnknownTask: ``train:`` names no built-in task.
+        EvaluatorError: another form, a table that cannot be read, a plug-in that cannot be loaded or
+            is not callable. wsnas.UnknownTask: ``train:`` names no built-in task.
     """
+    if isinstance(spec, Mapping):
+        if spec.get("kind") == "train":
+            return TrainEvaluator.from_spec(spec)
+        raise EvaluatorError(f"a stored evaluator description must have kind 'train', got {dict(spec)!r}")
     kind, sep, rest = str(spec).partition(":")
     if kind == "train" and sep and rest:
         return TrainEvaluator(rest)
@@ -299,16 +434,46 @@ def evaluator_from_spec(spec: str) -> TrainEvaluator | TableEvaluator:
         parts = rest.rsplit(":", 2)
         if len(parts) == 3 and all(parts):
             return TableEvaluator(parts[0], parts[1], parts[2])
-    raise EvaluatorError(f"an evaluator is 'train:TASK' or 'table:PATH:ARCH_COLUMN:METRIC_COLUMN', got {spec!r}")
+    from wsnas.search_spaces import is_plugin_path
+
+    if is_plugin_path(str(spec)):
+        return _evaluator_plugin(str(spec))
+    raise EvaluatorError(
+        "an evaluator is 'train:TASK' or 'table:PATH:ARCH_COLUMN:METRIC_COLUMN' (or a plug-in 'package.module:attr'), "
+        f"got {spec!r}"
+    )
 
 
-def as_evaluator(obj: Any, space: SearchSpace) -> Callable[[Arch], dict[str, float]]:
-    """Bind ``obj`` (a spec string, TrainEvaluator, TableEvaluator, or callable) to ``space``.
+def _evaluator_plugin(path: str) -> Any:
+    from wsnas.search_spaces import load_plugin
 
-    The returned object is callable ``Arch -> dict`` and has ``spec`` (``None`` when workers cannot
-    rebuild it from a string).
+    obj = load_plugin(path, "evaluator", EvaluatorError)
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - the user's class failed: one line
+            raise EvaluatorError(f"evaluator plug-in {path!r}: calling it failed: {type(exc).__name__}: {exc}") from exc
+    if isinstance(obj, TrainEvaluator):
+        out = replace(obj, task=obj.task)
+        object.__setattr__(out, "_spec", path)
+        return out
+    if isinstance(obj, (TableEvaluator, CallableEvaluator)):
+        obj.spec = path  # type: ignore[misc]
+        return obj
+    if not callable(obj):
+        raise EvaluatorError(f"evaluator plug-in {path!r} is a {type(obj).__name__}, not callable: Arch -> float|dict")
+    ev = CallableEvaluator(obj)
+    ev.spec = path
+    return ev
+
+
+def as_evaluator(obj: Any, space: SearchSpace) -> Callable[..., dict[str, float]]:
+    """Bind ``obj`` (a spec string or dict, TrainEvaluator, TableEvaluator, or callable) to ``space``.
+
+    The returned object is callable ``Arch -> dict``, has ``spec`` (``None`` when workers cannot rebuild
+    it from the study) and ``takes_trial``.
     """
-    if isinstance(obj, str):
+    if isinstance(obj, (str, Mapping)):
         obj = evaluator_from_spec(obj)
     if isinstance(obj, TrainEvaluator):
         return obj if obj.space is not None else obj.for_space(space)

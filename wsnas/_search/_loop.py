@@ -31,7 +31,7 @@ import numpy as np
 
 from wsnas._errors import EvaluatorError
 from wsnas._search._acquire import BETA, K0, TokenIndex, gp_ucb
-from wsnas._search._evaluators import check_values
+from wsnas._search._evaluators import TrialReporter, check_values
 from wsnas._search._objectives import front_ranks
 from wsnas._search._optuna import generation_key
 from wsnas._search._store import Coordinator, token_finished, token_used
@@ -70,6 +70,7 @@ class Loop:
         self.bar = bar
         self.log = screening_log
         self.sampler = config.sampler(config.worker_seed(worker))
+        self.pruner = config.pruner() if config.pruner is not None else None  # stateful (Hyperband): one per worker
         self.tuned_on = 0
         self.screened = 0
         self.poll = 0.2
@@ -193,17 +194,28 @@ class Loop:
             time.sleep(self.poll)
 
     def _evaluate(self, tid: int, cand: Candidate) -> None:
+        """Evaluate ``cand`` on its won token ``tid`` and store the result: COMPLETE, FAIL with the reason,
+        or PRUNED (the evaluator raised ``optuna.TrialPruned``; see :meth:`_pruned`)."""
+        import optuna
+
         config = self.config
         measured: dict[str, float] | None = None
         reason: str | None = None
         assert config.evaluator is not None
+        trial = TrialReporter(self.study, tid, self.pruner)
         with self.coord.beating(tid):
             try:
-                measured = config.evaluator(cand.arch)
+                if getattr(config.evaluator, "takes_trial", False):
+                    measured = config.evaluator(cand.arch, trial=trial)
+                else:
+                    measured = config.evaluator(cand.arch)
                 check_values(measured, ("accuracy",))
             except KeyboardInterrupt:
                 self.coord.release(tid, "interrupted")
                 raise
+            except optuna.TrialPruned:
+                self._pruned(tid, trial)
+                return
             except Exception as exc:  # any evaluator failure is a FAIL trial with its reason
                 reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EvaluatorError) else str(exc)
         values = None
@@ -217,6 +229,23 @@ class Loop:
             values = [measured["accuracy"] if o == "accuracy" else measured.get(o, net.get(o))
                       for o in config.objectives]  # fmt: skip
         self.coord.tell(tid, values, attrs, reason)
+        if self.on_result is not None:
+            self.on_result(tid)
+
+    def _pruned(self, tid: int, trial: TrialReporter) -> None:
+        """Store a pruned evaluation: PRUNED (outcome ``pruned``: it spent its slot) with its last reported
+        value as the trial's value (one objective) and ``measured`` accuracy, ``pruned_at`` its step."""
+        from optuna.trial import TrialState
+
+        storage = self.coord.storage
+        storage.set_trial_user_attr(tid, "outcome", "pruned")
+        value = None
+        if trial.last is not None and math.isfinite(trial.last[1]):
+            value = trial.last[1]
+            storage.set_trial_user_attr(tid, "pruned_at", trial.last[0])
+            storage.set_trial_user_attr(tid, "measured", {"accuracy": value})
+        one = value is not None and len(self.config.objectives) == 1
+        storage.set_trial_state_values(tid, TrialState.PRUNED, values=[value] if one else None)
         if self.on_result is not None:
             self.on_result(tid)
 

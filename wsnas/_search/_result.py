@@ -56,8 +56,9 @@ class SearchResult:
     """What a search found.
 
     ``history``: the really-evaluated architectures in evaluation order (FAIL trials included, with
-    their ``error``); ``pareto``: the non-dominated records (the best one with one objective); ``best``:
-    the best by the first objective among ``pareto``; ``study``: the Optuna study holding everything.
+    their ``error``); ``pareto``: the records of :meth:`evaluated` that no other one dominates on every
+    objective in its direction, sorted by the first objective (the best one alone with one objective);
+    ``best``: the first of ``pareto``; ``study``: the Optuna study holding everything.
     """
 
     best: SearchRecord | None
@@ -74,15 +75,21 @@ class SearchResult:
     tracking_uri: str | None = None
     _config: SearchConfig | None = field(default=None, repr=False)
 
+    def evaluated(self) -> list[SearchRecord]:
+        """The records with a value for every objective, among which ``pareto`` is the non-dominated set:
+        the COMPLETE evaluations (the screened candidates when training-free, their accuracy predicted)."""
+        return self.screened if self.training_free else [r for r in self.history if r.state == "COMPLETE"]
+
     def top(self, n: int = 5) -> list[SearchRecord]:
         """The ``n`` best records by the first objective (really measured; predicted when training-free),
         with ``params`` and ``flops``."""
-        records = self.screened if self.training_free else [r for r in self.history if r.state == "COMPLETE"]
-        best = _sorted(records, self.objectives)[:n]
+        best = _sorted(self.evaluated(), self.objectives)[:n]
         return [_with_costs(r, self._config) for r in best] if self._config is not None else best
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``best``, ``pareto``, ``history`` (``{"arch": string, ...measured}`` in order) and where."""
+        """JSON-ready: ``best``, ``pareto`` (each record with every objective's value in ``values``), ``evaluated``
+        (how many records ``pareto`` was chosen from), ``history`` (``{"arch": string, ...measured}`` in order)
+        and where."""
         return {
             "study_name": self.study_name,
             "storage": self.storage,
@@ -92,6 +99,7 @@ class SearchResult:
             "training_free": self.training_free,
             "best": self.best.to_dict() if self.best else None,
             "pareto": [r.to_dict() for r in self.pareto],
+            "evaluated": len(self.evaluated()),
             "history": [_history_row(r) for r in self.history],
         }
 

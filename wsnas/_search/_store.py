@@ -6,7 +6,7 @@ Every real evaluation is one Optuna trial of the study, its *token*: created ato
 architecture in a slot:
 
 1. creates its token, then reads every token that shares the architecture or the slot;
-2. backs off if one of them is in use (RUNNING, COMPLETE, or FAIL by an evaluator error);
+2. backs off if one of them is in use (RUNNING, COMPLETE, FAIL by an evaluator error, or pruned);
 3. otherwise moves every WAITING one of them, its own last, to RUNNING with the storage's atomic
    ``set_trial_state_values(RUNNING)`` (a compare-and-set from WAITING in the RDB and journal
    storages). It wins when every move succeeds; the others' tokens it took end PRUNED.
@@ -270,19 +270,22 @@ def is_token(t: FrozenTrial) -> bool:
 
 
 def token_used(t: FrozenTrial) -> bool:
-    """Whether ``t`` holds its slot and architecture: RUNNING, COMPLETE, or FAIL by an evaluator error."""
+    """Whether ``t`` holds its slot and architecture: RUNNING, or finished (:func:`token_finished`)."""
     from optuna.trial import TrialState
 
-    return t.state in (TrialState.RUNNING, TrialState.COMPLETE) or (
-        t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
-    )
+    return t.state == TrialState.RUNNING or token_finished(t)
 
 
 def token_finished(t: FrozenTrial) -> bool:
-    """Whether ``t`` is a finished real evaluation (COMPLETE, or FAIL by an evaluator error)."""
+    """Whether ``t`` is a finished real evaluation (COMPLETE, FAIL by an evaluator error, or PRUNED by the
+    search's pruner: outcome ``pruned``)."""
     from optuna.trial import TrialState
 
-    return t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)
+    return (
+        t.state == TrialState.COMPLETE
+        or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs)
+        or (t.state == TrialState.PRUNED and t.user_attrs.get("outcome") == "pruned")
+    )
 
 
 @dataclass
@@ -465,4 +468,6 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
     keys = ("space", "evaluator", "objectives", "sampler", "seed", "max_params", "predictor")
     doc = {k: config.get(k) for k in keys}
+    if config.get("pruner") not in (None, "none"):  # only then: the digests of searches without one stay as they were
+        doc["pruner"] = config["pruner"]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -1,5 +1,6 @@
-"""What every ``wsnas`` command module shares: the one-line error, the ``--size KEY=VALUE`` parser and the
-options that several commands take (each declared once here).
+"""What every ``wsnas`` command module shares: the one-line error, the ``--size KEY=VALUE`` parser, the
+options that several commands take (each declared once here) and the task they describe together
+(``--task``/``--evaluator train:TASK``, ``--data-dir``, ``-s``, the recipe options: :func:`task_from_options`).
 
 Only click and the standard library load here: ``wsnas --help`` must not import torch.
 """
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from wsnas.training import Task
 
 __all__ = [
     "CliError",
@@ -22,6 +26,9 @@ __all__ = [
     "positive_top",
     "parse_size",
     "size_option",
+    "recipe_options",
+    "recipe_given",
+    "task_from_options",
     "quiet_option",
     "zoo_files_option",
     "check_zoo_files",
@@ -126,6 +133,65 @@ def parse_size(items: tuple[str, ...]) -> dict[str, Any]:
 def size_option(help: str) -> Callable[[F], F]:  # noqa: A002 - click's own keyword
     """``-s/--size KEY=VALUE`` (repeatable) into ``size_items``; read it with :func:`parse_size`."""
     return click.option("-s", "--size", "size_items", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+#: the recipe options of a task: keyword -> (flag, type, help); each lands in the keyword ``recipe_NAME``
+_RECIPE: dict[str, tuple[str, Any, str]] = {
+    "epochs": ("--epochs", int, "Recipe: training epochs."),
+    "resolution": ("--resolution", int, "Recipe: input resolution (images resized once at load time)."),
+    "subset": ("--subset", int, "Recipe: number of training images."),
+    "val_size": ("--val-size", int, "Recipe: validation images held out of the training data."),
+    "batch_size": ("--batch-size", int, "Recipe: batch size."),
+    "optimizer": ("--optimizer", click.Choice(["sgd", "adamw"]), "Recipe: optimizer."),
+    "lr": ("--lr", float, "Recipe: (peak) learning rate."),
+    "weight_decay": ("--weight-decay", float, "Recipe: weight decay."),
+    "schedule": ("--schedule", click.Choice(["onecycle", "cosine", "constant"]), "Recipe: lr schedule."),
+    "seed": ("--task-seed", int, "Recipe: seed of the train/validation split."),
+}
+
+
+def recipe_options(flags: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Every recipe option (``--epochs``, ``--resolution``, ...), each into the keyword ``recipe_NAME``;
+    ``flags`` renames some (``{"batch_size": "--train-batch-size"}`` where ``--batch-size`` means another
+    thing). Turn them into a task with :func:`task_from_options`."""
+
+    def decorate(fn: F) -> F:
+        for name, (flag, kind, text) in reversed(_RECIPE.items()):
+            fn = click.option((flags or {}).get(name, flag), f"recipe_{name}", type=kind, help=text)(fn)
+        return fn
+
+    return decorate
+
+
+def recipe_given(options: Mapping[str, Any]) -> list[str]:
+    """The flags of the recipe options that were given (a value other than ``None``) in ``options``."""
+    return [_RECIPE[k[7:]][0] for k, v in options.items() if k.startswith("recipe_") and v is not None]
+
+
+def task_from_options(
+    task_name: str, data_dir: str | None, size_items: tuple[str, ...], options: Mapping[str, Any]
+) -> Task:
+    """The built-in task ``task_name`` with ``--data-dir``, the network size ``-s KEY=VALUE`` and the recipe
+    options in ``options`` (the ``recipe_*`` keywords of :func:`recipe_options`; others are ignored).
+
+    Raises:
+        CliError: cifar10 without a data folder, or an invalid recipe. wsnas.UnknownTask,
+            wsnas.DatasetError: no such task, or its data is missing.
+    """
+    from wsnas.training import get_task
+
+    recipe = {k[7:]: v for k, v in options.items() if k.startswith("recipe_") and v is not None}
+    size = parse_size(size_items)
+    if size:
+        recipe["size"] = size
+    if data_dir is not None:
+        recipe["data_dir"] = data_dir
+    elif task_name.lower() == "cifar10":
+        raise CliError("task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py' (or that folder)")
+    try:
+        return get_task(task_name, **recipe)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"invalid recipe for task {task_name!r}: {exc}") from None
 
 
 #: ``--quiet``: no progress bar

@@ -60,7 +60,8 @@ def _write(target: str, text: str) -> None:
 
 
 @click.command("predict")
-@click.option("--space", "space_name", required=True, help="Search space of the architectures.")
+@click.option("--space", "space_name", required=True,
+              help="Search space of the architectures (a name, or a plug-in package.module:attr).")  # fmt: skip
 @click.option(
     "--predictor",
     "predictor_path",
@@ -108,7 +109,8 @@ def predict_cmd(
                 raise CliError(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
         from wsnas.predictors import load
 
-        pred = load(predictor_path if predictor_path is not None else space.name)
+        plugin = space if ":" in space_name else None  # a plug-in space: the predictor's card cannot name it
+        pred = load(predictor_path if predictor_path is not None else space.name, space=plugin)
         if pred.space.name != space.name:
             raise CliError(f"predictor {predictor_path!r} was trained on space {pred.space.name!r}, not {space.name!r}")
         buf = io.StringIO()

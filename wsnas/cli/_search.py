@@ -19,10 +19,15 @@ from typing import Any
 import click
 
 from wsnas.cli._common import (
+    CliError,
     no_tracking_option,
     one_line_errors,
     positive_top,
     quiet_option,
+    recipe_given,
+    recipe_options,
+    size_option,
+    task_from_options,
     tracking_choice,
     tracking_uri_option,
 )
@@ -33,13 +38,23 @@ _DEFAULT_BUDGET = 20
 
 
 @click.command("search")
-@click.option("--space", "space_name", default="nb201", show_default=True, help="Search space (see `wsnas spaces`).")
+@click.option("--space", "space_name", default="nb201", show_default=True,
+              help="Search space (see `wsnas spaces`), or a plug-in package.module:attr of your own.")  # fmt: skip
 @click.option(
     "--evaluator",
     default="train:digits",
     show_default=True,
-    help="train:TASK (digits, synthetic) or table:PATH:ARCH_COL:METRIC_COL (a CSV of measured results).",
+    help="train:TASK (cifar10 with --data-dir, digits, synthetic), table:PATH:ARCH_COL:METRIC_COL (a CSV of "
+    "measured results), or a plug-in package.module:attr (a callable Arch -> accuracy or dict).",
 )
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dataset folder of train:TASK (cifar10: the folder holding cifar-10-batches-py).")  # fmt: skip
+@size_option("Size of the trained networks (repeatable), e.g. -s C=8 -s N=1; default: the space's proxy size.")
+@recipe_options({"batch_size": "--train-batch-size"})
+@click.option("--train-seed", type=int, default=None, help="Seeds every training run (weights, data order; default 0).")
+@click.option("--pruner", type=click.Choice(["none", "median", "halving", "hyperband"]), default="none",
+              show_default=True, help="Stop unpromising trainings early on their per-epoch validation accuracy "
+              "(Optuna's Median, SuccessiveHalving, Hyperband pruners).")  # fmt: skip
 @click.option("--eval-budget", type=int, default=_DEFAULT_BUDGET, show_default=True,
               help="Real evaluations in all (0: training-free, predictor only).")  # fmt: skip
 @click.option("--objectives", default="accuracy", show_default=True,
@@ -80,10 +95,17 @@ def search_cmd(
     top: int,
     as_json: bool,
     quiet: bool,
+    data_dir: str | None,
+    size_items: tuple[str, ...],
+    train_seed: int | None,
+    pruner: str,
+    **recipe: Any,
 ) -> None:
     """Search SPACE: Optuna proposes, the predictor screens, the evaluator measures the most promising.
 
     With no options: NB201, the shipped predictor, 20 real trainings on the embedded digits task.
+    Your own data and network size: --evaluator train:cifar10 --data-dir DIR -s C=8 --epochs 4 (the
+    study stores the task, so workers rebuild it); --pruner stops poor trainings early.
     Rerunning the same command resumes the search where it stopped (or just prints its result).
     It starts by printing (on stderr, unless --quiet) the study, its storage and the `wsnas worker`
     command that adds a worker to it from another terminal.
@@ -95,10 +117,11 @@ def search_cmd(
         names = tuple(o.strip() for o in objectives.split(",") if o.strip())
         predictor: Any = None if predictor_spec.lower() == "none" else predictor_spec
         flags = _tracking_flags(tracking_uri, no_tracking)
+        ev = _evaluator(evaluator, data_dir, size_items, train_seed, recipe) if eval_budget > 0 else None
         result = _interruptible(
             lambda: search(
                 space_name,
-                evaluator=evaluator if eval_budget > 0 else None,
+                evaluator=ev,
                 eval_budget=eval_budget,
                 predictor=predictor,
                 objectives=names,
@@ -110,6 +133,7 @@ def search_cmd(
                 seed=seed,
                 output_dir=output_dir,
                 max_params=max_params,
+                pruner=pruner,
                 tracking=tracking_choice(tracking_uri, no_tracking),
                 progress=not quiet,
                 on_start=None if quiet else _announce(output_dir, flags),
@@ -123,17 +147,22 @@ def search_cmd(
 @click.option("--storage", required=True, help="Its Optuna storage URL (or journal:PATH).")
 @click.option("--output-dir", default="wsnas-runs", show_default=True, type=click.Path(file_okay=False),
               help="Where this worker writes STUDY.json and its screening rows.")  # fmt: skip
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where the search's dataset is on this machine (default: the folder the search read).")  # fmt: skip
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+              help="Wait this long for the study to appear (a worker started beside its search).")  # fmt: skip
 @tracking_uri_option
 @no_tracking_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout when the search is done.")
 @quiet_option
 def worker_cmd(
-    study_name: str, storage: str, output_dir: str, tracking_uri: str | None, no_tracking: bool, as_json: bool,
-    quiet: bool,
+    study_name: str, storage: str, output_dir: str, data_dir: str | None, wait: float, tracking_uri: str | None,
+    no_tracking: bool, as_json: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Join a running search as one more worker (another process or machine sharing its storage).
 
-    The search's configuration (space, evaluator, budget, predictor, ...) is read from the study.
+    The search's configuration (space, evaluator and its training task, budget, predictor, pruner, ...)
+    is read from the study; a plug-in space or evaluator must be importable here too (PYTHONPATH).
     Workers never evaluate an architecture twice and stop when the shared budget is spent.
     """
     with one_line_errors():
@@ -145,10 +174,28 @@ def worker_cmd(
         announce = None if quiet else _announce(output_dir, flags)
         result = _interruptible(
             lambda: join(
-                study_name, storage, output_dir=output_dir, tracking=tracking, progress=not quiet, on_start=announce
-            )
+                study_name, storage, output_dir=output_dir, data_dir=data_dir, tracking=tracking, progress=not quiet,
+                on_start=announce, wait=wait,
+            )  # fmt: skip
         )
         _report(result, 5, as_json, flags)
+
+
+def _evaluator(
+    spec: str, data_dir: str | None, size_items: tuple[str, ...], train_seed: int | None, recipe: dict[str, Any]
+) -> Any:
+    """``--evaluator`` with the task options: a TrainEvaluator of ``train:TASK`` set up by ``--data-dir``,
+    ``-s`` and the recipe options (the study stores it as data), else the spec string itself."""
+    kind, _, task_name = spec.partition(":")
+    if kind == "train" and task_name:
+        from wsnas._search import TrainEvaluator
+
+        return TrainEvaluator(task_from_options(task_name, data_dir, size_items, recipe), seed=train_seed or 0)
+    given = ["--data-dir"] * (data_dir is not None) + ["-s/--size"] * bool(size_items)
+    given += ["--train-seed"] * (train_seed is not None) + recipe_given(recipe)
+    if given:
+        raise CliError(f"{', '.join(given)} set up a train:TASK evaluator; --evaluator {spec!r} trains nothing")
+    return spec
 
 
 def _tracking_flags(tracking_uri: str | None, no_tracking: bool) -> list[str]:
@@ -220,18 +267,67 @@ def _predicted_note(result: Any) -> str:
     return note + ", not the evaluator's: it ranks the candidates, it is no estimate of measured"
 
 
+#: objective -> (column header, format of its value without the width): one column per objective in the Pareto table
+_COLUMNS: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy", ".4f"),
+    "params": ("params", ","),
+    "flops": ("FLOPs", ","),
+    "latency": ("latency (ms)", ".3f"),
+}
+_WIDTH = {"params": 10, "flops": 13}  # the widest values expected (wider ones push their row right)
+
+
+def _objective_value(r: Any, name: str) -> Any:
+    """``r``'s value of the objective ``name``; params and FLOPs as the record's integers."""
+    if name in ("params", "flops"):
+        value = getattr(r, name)
+        return value if value is not None else r.values.get(name)
+    return r.values.get(name)
+
+
+def _front_table(result: Any) -> None:
+    """The Pareto table of a multi-objective search: every non-dominated architecture (no other one is at
+    least as good on every objective and better on one), one column per objective, best first objective first;
+    params and FLOPs as well when they are no objectives, and the predictor's score when there is one."""
+    from wsnas._search import OBJECTIVES
+
+    front, objectives = result.pareto, list(result.objectives)
+    directions = ", ".join(f"{o} {OBJECTIVES[o]}d" for o in objectives)
+    pool = "screened" if result.training_free else "evaluated"
+    click.echo(f"Pareto front: {len(front)} of {len(result.evaluated())} {pool} architectures are non-dominated "
+               f"({directions}); sorted by {objectives[0]}")  # fmt: skip
+    columns: list[tuple[str, str, Any]] = []  # (header, format with its width, value of a record)
+    if any(r.predicted is not None for r in front) and not result.training_free:
+        columns.append((_PREDICTED, f"{len(_PREDICTED)}.4f", lambda r: r.predicted))
+    for name in [*objectives, *(o for o in ("params", "flops") if o not in objectives)]:
+        header, spec = _COLUMNS[name]
+        if name == "accuracy" and result.training_free:
+            header = _PREDICTED  # a training-free search's accuracy is the predictor's score
+        spec = f"{max(len(header), _WIDTH.get(name, 0))}{spec}"
+        columns.append((header, spec, lambda r, name=name: _objective_value(r, name)))
+    width = max(len(r.arch) for r in front)
+    head = [header.rjust(len(format(0, spec))) for header, spec, _ in columns]
+    click.echo("  ".join([f"{'rank':>4}", f"{'architecture':<{width}}", *head]))
+    for i, r in enumerate(front, start=1):
+        click.echo("  ".join([f"{i:>4}", f"{r.arch:<{width}}", *(_fmt(get(r), spec) for _, spec, get in columns)]))
+    if any(header == _PREDICTED for header, _, _ in columns):
+        click.echo(_predicted_note(result))
+
+
 def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
     if as_json:
         doc = result.to_dict()
         doc["top"] = [r.to_dict() for r in result.top(top)]
         click.echo(json.dumps(doc, indent=2, default=str))
         return
-    rows = result.top(top)
+    rows = result.top(top) if len(result.objectives) == 1 else result.pareto
     n = len(result.history)
     kind = "predicted (training-free)" if result.training_free else f"{n} real evaluations"
     click.echo(f"study {result.study_name}: {kind}; objectives {', '.join(result.objectives)}")
     if not rows:
         click.echo("no architecture was evaluated successfully")
+    elif len(result.objectives) > 1:
+        _front_table(result)
     else:
         width = max(len(r.arch) for r in rows)
         head = f"{'rank':>4}  {'architecture':<{width}}  {_PREDICTED:>17}  {'measured':>8}  {'params':>10}  FLOPs"
@@ -244,8 +340,6 @@ def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
             )
         if any(r.predicted is not None for r in rows):
             click.echo(_predicted_note(result))
-    if len(result.objectives) > 1:
-        click.echo(f"Pareto front: {len(result.pareto)} architectures (see --json)")
     failed = sum(r.state == "FAIL" for r in result.history)
     if failed:
         click.echo(f"{failed} evaluation(s) failed; their reasons are in the study (trial user attr 'fail_reason')")

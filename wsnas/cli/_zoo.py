@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from wsnas.cli._common import CliError, ErrorLineGroup, parse_size, positive_top, quiet_option, size_option
+from wsnas.cli._common import (
+    CliError,
+    ErrorLineGroup,
+    positive_top,
+    quiet_option,
+    recipe_options,
+    size_option,
+    task_from_options,
+)
 
 __all__ = ["zoo_group"]
 
@@ -32,16 +40,7 @@ def zoo_group() -> None:
               help="Seeds every training run instead of --seed: the same sample again (label noise).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Zoo file (JSON lines), appended to.")
 @click.option("--workers", type=int, default=None, help="Training processes (default: one per core).")
-@click.option("--epochs", type=int, help="Recipe: training epochs.")
-@click.option("--resolution", type=int, help="Recipe: input resolution (images resized once at load time).")
-@click.option("--subset", type=int, help="Recipe: number of training images.")
-@click.option("--val-size", type=int, help="Recipe: validation images held out of the training data.")
-@click.option("--batch-size", type=int, help="Recipe: batch size.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="Recipe: optimizer.")
-@click.option("--lr", type=float, help="Recipe: (peak) learning rate.")
-@click.option("--weight-decay", type=float, help="Recipe: weight decay.")
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help="Recipe: lr schedule.")
-@click.option("--task-seed", type=int, help="Recipe: seed of the train/validation split.")
+@recipe_options()
 @size_option("Network size, e.g. -s C=8.")
 @quiet_option
 def build_cmd(
@@ -63,23 +62,12 @@ def build_cmd(
     task fingerprint) are skipped. --train-seed retrains the same sample under another seed.
     """
     from wsnas.search_spaces import get_space
-    from wsnas.training import build_zoo, get_task
+    from wsnas.training import build_zoo
 
     space = get_space(space_name)
     if workers is not None and workers < 1:
         raise CliError(f"--workers must be >= 1, got {workers}")
-    options = {("seed" if k == "task_seed" else k): v for k, v in recipe.items() if v is not None}
-    size = parse_size(size_items)
-    if size:
-        options["size"] = size
-    if data_dir is not None:
-        options["data_dir"] = data_dir
-    elif task_name.lower() == "cifar10":
-        raise CliError("task 'cifar10' needs --data-dir DIR: the folder holding 'cifar-10-batches-py' (or that folder)")
-    try:
-        task = get_task(task_name, **options)
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"invalid recipe for task {task_name!r}: {exc}") from None
+    task = task_from_options(task_name, data_dir, size_items, recipe)
     try:
         records = build_zoo(space, task, n, seed, out, train_seed=train_seed, workers=workers, progress=not quiet)
     except (TypeError, ValueError) as exc:

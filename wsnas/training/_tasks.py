@@ -147,6 +147,27 @@ class Task:
             raise ValueError(f"unknown recipe field(s) {unknown}; known: {sorted(self.recipe())}")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def to_dict(self) -> dict[str, Any]:
+        """The task as JSON data that :meth:`from_dict` turns back into the same task (equal fingerprint):
+        ``{"task": name, "data": loader keywords (an absolute data folder), "recipe", "fingerprint"}``.
+
+        Raises:
+            ValueError: the task is no built-in task (its data cannot be named); the message says why.
+        """
+        return _task_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], *, data_dir: str | Path | None = None) -> Task:
+        """The task :meth:`to_dict` described; ``data_dir`` replaces the stored data folder (the same data
+        elsewhere: its fingerprint must be the stored one).
+
+        Raises:
+            ValueError, KeyError, TypeError: a malformed description, or ``data_dir`` for a task without
+                one. UnknownTask: no built-in task of that name. DatasetError: the data folder is missing
+                or holds other data than the description's.
+        """
+        return _task_from_dict(doc, data_dir)
+
     def prepare(self) -> TaskData:
         """Load, split, subset, resize and normalise the training data (cached per process).
 
@@ -285,3 +306,51 @@ def get_task(name: str, **options: Any) -> Task:
     if key == "cifar10" and options.get("data_dir") is None:
         raise DatasetError("task 'cifar10' needs data_dir: the folder holding 'cifar-10-batches-py'")
     return _TASKS[key](**options)
+
+
+# -- a task as data (what a search's study stores, so that its workers rebuild the same task) -------------------
+#: the loader options of each built-in dataset: ``DataSource.options`` key -> :func:`get_task` keyword
+_SOURCE_KEYWORDS: dict[str, dict[str, str]] = {
+    "cifar10": {"data_dir": "data_dir"},
+    "digits": {},
+    "synthetic": {"n": "n", "classes": "classes", "size": "image_size", "noise": "noise", "seed": "data_seed"},
+}
+
+
+def _task_to_dict(task: Task) -> dict[str, Any]:
+    """See :meth:`Task.to_dict`."""
+    names = _SOURCE_KEYWORDS.get(task.name)
+    if names is None or task.source.name != task.name:
+        raise ValueError(
+            f"its task {task.name!r} (data {task.source.name!r}) is no built-in task ({', '.join(_SOURCE_KEYWORDS)}), "
+            "which a study cannot store as data"
+        )
+    data = {names[k]: v for k, v in task.source.options if k in names}
+    if "data_dir" in data:
+        data["data_dir"] = str(Path(data["data_dir"]).resolve())
+    recipe = {k: v for k, v in task.recipe().items() if k != "name"}
+    try:
+        same = get_task(task.name, **data, **recipe).fingerprint == task.fingerprint
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, it is no data
+        raise ValueError(f"its task {task.name!r} cannot be rebuilt ({type(exc).__name__}: {exc})") from None
+    if not same:
+        raise ValueError(f"its task {task.name!r} differs from the built-in task rebuilt from its recipe")
+    return {"task": task.name, "data": data, "recipe": recipe, "fingerprint": task.fingerprint}
+
+
+def _task_from_dict(doc: Mapping[str, Any], data_dir: str | Path | None) -> Task:
+    """See :meth:`Task.from_dict`."""
+    name, data, recipe = str(doc["task"]), dict(doc["data"]), {k: v for k, v in doc["recipe"].items() if k != "name"}
+    if data_dir is not None:
+        if "data_dir" not in data:
+            raise ValueError(f"task {name!r} reads no data folder; a data folder ({str(data_dir)!r}) does not apply")
+        data["data_dir"] = str(data_dir)
+    task = get_task(name, **data, **recipe)
+    stored = doc.get("fingerprint")
+    if stored is not None and task.fingerprint != stored:
+        where = f" in {data['data_dir']!r}" if "data_dir" in data else ""
+        raise DatasetError(
+            f"the {name} data{where} is not the data the search trains on (task fingerprint {task.fingerprint}, "
+            f"the study's {stored}): point the data folder (--data-dir) at the same copy"
+        )
+    return task

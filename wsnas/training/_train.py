@@ -14,7 +14,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,8 @@ class TrainResult:
     epoch. A run whose loss became NaN or infinite is
     ``diverged``: training stops there, ``val_acc`` is chance level (``1 / num_classes``) and
     ``val_loss`` is ``None``. ``init`` says where the initial weights came from (``generated``: wsnas's
-    weight generator with ``seed``; ``given``: passed in by the caller).
+    weight generator with ``seed``; ``given``: passed in by the caller). A run that an ``on_epoch``
+    callback stopped early has ``extra["stopped_after_epoch"]`` (and curves that long).
     """
 
     space: str
@@ -141,6 +142,7 @@ def train(
     *,
     weights: Any = None,
     seed: int | None = None,
+    on_epoch: Callable[[int, float, float], bool | None] | None = None,
 ) -> TrainResult:
     """Train ``space.build(arch, **task.build_kwargs)`` on ``task`` and evaluate it on the validation split.
 
@@ -151,6 +153,9 @@ def train(
         weights: initial weights as one flat float32 buffer ``[P]`` in ``named_parameters()`` order;
             ``None``: generated from ``seed``.
         seed: seeds the initial weights and the data order; ``None``: ``task.seed``.
+        on_epoch: called after each epoch as ``on_epoch(epochs_done, val_acc, val_loss)`` (``epochs_done``
+            from 1); returning ``True`` stops training there, and an exception it raises (such as
+            ``optuna.TrialPruned``) leaves ``train`` with the torch settings restored.
 
     Returns:
         A :class:`TrainResult`; a NaN or infinite loss gives ``diverged=True`` instead of an error.
@@ -179,9 +184,10 @@ def train(
         loss_curve: list[float] = []
         train_curve: list[float] = []
         diverged = False
+        extra: dict[str, Any] = {}
         start, cpu_start = time.perf_counter(), time.process_time()
         net.train()
-        for _ in range(task.epochs):
+        for epoch in range(1, task.epochs + 1):
             order = torch.randperm(n, generator=order_gen)
             total = 0.0
             for b in range(per_epoch):
@@ -204,6 +210,9 @@ def train(
             train_curve.append(total / per_epoch)
             acc_curve.append(acc)
             loss_curve.append(val_loss)
+            if on_epoch is not None and on_epoch(epoch, acc, val_loss) is True and epoch < task.epochs:
+                extra["stopped_after_epoch"] = epoch
+                break
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return TrainResult(
         space=space.name,
@@ -223,6 +232,7 @@ def train(
         flops=flops,
         diverged=diverged,
         init=init,
+        extra=extra,
     )
 
 
