@@ -25,11 +25,15 @@ os.environ["WSNAS_TRACKING"] = "0"
 torch.set_num_threads(1)
 
 
+import glob  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -112,6 +116,41 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
     server.start()
     yield server
     server.stop()
+
+
+# -- a real PostgreSQL server ---------------------------------------------------------------------------------
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own on 127.0.0.1 (run as ``nobody`` when the tests run as root): its URL.
+    Skipped only when the PostgreSQL binaries are not installed."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl not found); .ci/run installs it")
+    root = Path(tempfile.mkdtemp(prefix="wsnas-pg-"))  # not under pytest's 0700 folder: nobody must reach it
+    data = root / "data"
+    data.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        os.chmod(root, 0o755)
+        shutil.chown(data, user="nobody")
+        prefix = ["runuser", "-u", "nobody", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
+    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"], **run)
+    opts = f"-p {port} -h 127.0.0.1 -k {data} -F -c max_connections=100"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o", opts, "start"], **run)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- the search tests' shared data: the NB201 zoo as a user's table, and a tiny fitted predictor ---------------

@@ -7,17 +7,12 @@ skipped only when the PostgreSQL binaries are not installed.
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -123,44 +118,7 @@ def _run_three(setup: dict, storage: str, out: Path) -> None:
     assert len(workers) >= 2, "the three workers did not share the work"
 
 
-# -- PostgreSQL ---------------------------------------------------------------------------------------
-def _pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A PostgreSQL server of its own on 127.0.0.1 (run as ``nobody`` when the tests run as root)."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl not found); .ci/run installs it")
-    root = Path(tempfile.mkdtemp(prefix="wsnas-pg-"))  # not under pytest's 0700 folder: nobody must reach it
-    data = root / "data"
-    data.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        os.chmod(root, 0o755)
-        shutil.chown(data, user="nobody")
-        prefix = ["runuser", "-u", "nobody", "--"]
-    port = _free_port()
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"], **run)
-    opts = f"-p {port} -h 127.0.0.1 -k {data} -F -c max_connections=100"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(data / "log"), "-w", "-o", opts, "start"], **run)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
+# -- PostgreSQL (the ``postgres`` fixture is in tests/conftest.py) ---------------------------------------
 def test_three_workers_share_one_study_on_postgresql(setup, postgres, tmp_path) -> None:
     _run_three(setup, postgres, tmp_path)
 
@@ -223,3 +181,29 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path) -> No
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
         assert out.strip() == "0"
+
+
+def test_join_waits_for_a_study_that_a_search_creates_later(tmp_path) -> None:
+    """``join(wait=)`` keeps looking for a study not there yet; without ``wait`` it fails at once."""
+    import threading
+
+    storage = f"sqlite:///{tmp_path / 'late.db'}"
+    with pytest.raises(wsnas.StorageError, match="does not exist"):
+        wsnas.join("late", storage, output_dir=tmp_path / "w0", evaluator=lambda a: 0.5, tracking=False)
+
+    def evaluate(arch) -> float:
+        return len(str(arch)) % 7 / 7
+
+    searcher = threading.Timer(
+        1.5, lambda: wsnas.search("nb201", evaluator=evaluate, eval_budget=3, predictor=None, storage=storage,
+                                  study_name="late", output_dir=tmp_path / "s", tracking=False, progress=False)
+    )  # fmt: skip
+    searcher.start()
+    start = time.monotonic()
+    result = wsnas.join("late", storage, output_dir=tmp_path / "w1", evaluator=evaluate, tracking=False,
+                        progress=False, wait=60)  # fmt: skip
+    searcher.join()
+    assert time.monotonic() - start >= 1.0  # it did wait
+    assert result.study_name == "late" and len(result.history) >= 3
+    with pytest.raises(wsnas.SearchConfigError, match="wait"):
+        wsnas.join("late", storage, output_dir=tmp_path / "w2", evaluator=evaluate, wait=-1)
