@@ -1,13 +1,18 @@
-"""A screenshot of the MLflow UI showing a search's runs, taken with headless Chromium.
+"""A screenshot of what ``wsnas ui`` opens: the latest search's runs table in MLflow, by headless Chromium.
 
-    python benchmarks/mlflow_ui_screenshot.py --output-dir wsnas-runs [--study NAME] [--out ui.png]
+    python benchmarks/mlflow_ui_screenshot.py                          # a small real search in a temp dir
+    python benchmarks/mlflow_ui_screenshot.py --output-dir wsnas-runs  # the searches already there
 
-Serves the run directory's tracking store with ``mlflow ui`` on a free 127.0.0.1 port (the command
-``wsnas ui`` runs), opens the study's experiment page (its parent run and one child run per evaluation)
-in Debian's headless ``chromium`` and writes a PNG. Without --study the experiment with the most runs is
-shown. Needs the ``chromium`` package (``apt-get install chromium``); with ``playwright`` installed (``pip
-install playwright``, which drives that Chromium) the parent run is expanded so that its child runs show.
-Nothing is fetched from a network.
+Without --output-dir it first runs a small real search into a temporary folder: ``wsnas search`` over
+NB201 with the shipped predictor, 12 evaluations by a table of the project's own zoo
+(``predictors/_shipped/zoos/nb201-cifar10-e3c16.jsonl``, accuracy = its val_acc), objectives accuracy and
+params, tracked to a SQLite MLflow store there. Then it starts ``wsnas ui`` on a free 127.0.0.1 port,
+reads the link it prints once the server answers (the runs table in model-training mode, opening the
+saved view of the evaluations: accuracy, predicted, params and FLOPs as columns), opens that link in
+Debian's headless ``chromium`` and writes a PNG (default ``benchmarks/results/mlflow-ui.png``). Needs the
+``chromium`` package (``apt-get install chromium``); with ``playwright`` (``pip install playwright``, which
+drives that Chromium, downloads nothing) it waits for the metric columns to render instead of a fixed
+time. Nothing is fetched from a network. Prints one JSON line: the link, the screenshot, its size.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
           "--hide-scrollbars"]  # fmt: skip
@@ -35,87 +42,98 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
+def _wsnas(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wsnas.cli", *args]
 
 
-def _playwright_shot(chromium: str, url: str, parent: str, out: Path, width: int, height: int, wait_ms: int) -> None:
-    """With Playwright (``pip install playwright``; it drives the system Chromium, downloads nothing):
-    open the runs table, expand the search's parent run so its child runs show, close the side panel."""
+def small_search(folder: Path, budget: int) -> None:
+    """A real tracked search into ``folder`` (see the module docstring)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from search_overhead import make_table
+
+    table = make_table(folder)
+    cmd = _wsnas("search", "--space", "nb201", "--evaluator", f"table:{table}:arch:accuracy", "--eval-budget",
+                 str(budget), "--objectives", "accuracy,params", "--output-dir", str(folder), "--tracking-uri",
+                 f"sqlite:///{folder / 'mlflow.db'}", "--quiet")  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def start_ui(output_dir: Path, port: int, timeout: float) -> tuple[subprocess.Popen[str], str, float]:
+    """``wsnas ui`` on ``port``: the process, the runs link it printed, and the seconds it took to print it."""
+    proc = subprocess.Popen(_wsnas("ui", "--output-dir", str(output_dir), "--port", str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    start = time.monotonic()
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the server's own lines go to stderr: stdout holds the links only
+        if line.startswith("MLflow UI for"):
+            return proc, line.split(": ", 1)[1].strip(), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            break
+    proc.terminate()
+    raise SystemExit(f"wsnas ui printed no link within {timeout} s (exit status {proc.wait()})")
+
+
+def _playwright_shot(chromium: str, url: str, out: Path, width: int, height: int, wait_ms: int) -> None:
+    """Open ``url`` and wait until the metric columns show (Playwright drives the system Chromium)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=[f for f in _FLAGS if f != "--headless"])
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(url)
-        page.wait_for_timeout(min(wait_ms, 10000))
-        name = page.locator(f"text={parent}").last
-        box = name.bounding_box()
-        if box is not None:  # the expander sits just left of the parent run's name
-            page.mouse.click(box["x"] - 28, box["y"] + box["height"] / 2)
-            page.wait_for_timeout(1500)
-        with contextlib.suppress(Exception):  # MLflow 3's assistant panel, if it is open
-            page.mouse.click(width - 37, 35)
-            page.wait_for_timeout(800)
+        with contextlib.suppress(Exception):  # a missing header still gets its screenshot, to look at
+            page.locator("[data-testid='sort-header-flops']").first.wait_for(timeout=wait_ms)
+        with contextlib.suppress(Exception):  # MLflow 3's assistant panel, open on a first visit: close it
+            page.get_by_text("MLflow Assistant").first.wait_for(timeout=3000)
+            page.locator("button[aria-label='Close']").last.click(timeout=3000)
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(out))
         browser.close()
 
 
+def _chromium_shot(chromium: str, url: str, out: Path, size: str, wait_ms: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="wsnas-chromium-") as profile:
+        cmd = [chromium, *_FLAGS, f"--user-data-dir={profile}", f"--window-size={size}",
+               f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", default="wsnas-runs", help="the searches' run directory")
-    parser.add_argument("--study", default=None, help="the study (experiment) to show")
-    parser.add_argument("--out", default="mlflow-ui.png")
+    parser.add_argument("--output-dir", default=None, help="a run directory with searches (default: a new "
+                        "temporary one with a small real search)")  # fmt: skip
+    parser.add_argument("--budget", type=int, default=12, help="evaluations of that small search")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mlflow-ui.png"))
     parser.add_argument("--size", default="1900,1000", help="window size WIDTH,HEIGHT")
-    parser.add_argument("--wait-ms", type=int, default=20000, help="virtual time the page gets to render")
+    parser.add_argument("--wait-ms", type=int, default=30000, help="time the page gets to render")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds wsnas ui may take to print its link")
     args = parser.parse_args(argv)
-
-    from mlflow.tracking import MlflowClient
-
-    from wsnas.cli._track import ui_command_line
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("chromium is not installed (Debian: apt-get install chromium)")
-    db = Path(args.output_dir).resolve() / "mlflow.db"
-    if not db.is_file():
-        raise SystemExit(f"no tracking store at {db}: run `wsnas search --output-dir {args.output_dir}` first")
-    store = f"sqlite:///{db}"
-    client = MlflowClient(store)
-    experiments = [e for e in client.search_experiments() if e.name != "Default"]
-    if args.study:
-        experiments = [e for e in experiments if e.name == args.study]
-    if not experiments:
-        raise SystemExit(f"no experiment {args.study or ''} in {store}")
-    counts = {e.experiment_id: len(client.search_runs([e.experiment_id], max_results=1000)) for e in experiments}
-    exp = max(experiments, key=lambda e: counts[e.experiment_id])
-    port = _free_port()
-    server = subprocess.Popen(ui_command_line(store, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(f"http://127.0.0.1:{port}/health", 120)
-        url = f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs"
-        out = Path(args.out).resolve()
-        width, height = (int(v) for v in args.size.split(","))
+    out = Path(args.out).resolve()
+    width, height = (int(v) for v in args.size.split(","))
+    with tempfile.TemporaryDirectory(prefix="wsnas-ui-shot-") as tmp:
+        if args.output_dir is None:
+            output_dir = Path(tmp)
+            small_search(output_dir, args.budget)
+        else:
+            output_dir = Path(args.output_dir)
+        proc, url, seconds = start_ui(output_dir, _free_port(), args.timeout)
         try:
-            _playwright_shot(chromium, url, exp.name, out, width, height, args.wait_ms)
-        except ImportError:  # no playwright: a plain headless screenshot (the parent run collapsed)
-            with tempfile.TemporaryDirectory(prefix="wsnas-chromium-") as profile:
-                cmd = [chromium, *_FLAGS, f"--user-data-dir={profile}", f"--window-size={args.size}",
-                       f"--virtual-time-budget={args.wait_ms}", f"--screenshot={out}", url]  # fmt: skip
-                subprocess.run(cmd, check=True, capture_output=True, timeout=180)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    print(json.dumps({"screenshot": str(out), "bytes": out.stat().st_size, "url": url, "experiment": exp.name,
-                      "runs": counts[exp.experiment_id]}))  # fmt: skip
+            try:
+                _playwright_shot(chromium, url, out, width, height, args.wait_ms)
+                how = "playwright"
+            except ImportError:  # no playwright: Chromium's own headless screenshot after a fixed time
+                _chromium_shot(chromium, url, out, args.size, args.wait_ms)
+                how = "chromium --screenshot"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    print(json.dumps({"screenshot": str(out), "bytes": out.stat().st_size, "url": url, "link_after_s":
+                      round(seconds, 1), "taken_with": how, "output_dir": args.output_dir or "(temporary)",
+                      "cpus": os.cpu_count()}))  # fmt: skip
     return 0
 
 

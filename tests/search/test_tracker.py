@@ -92,3 +92,46 @@ def test_an_unreachable_uri_never_raises(bad) -> None:
     with pytest.warns(TrackingWarning):
         assert not tracker.start({"a": 1})
     assert not tracker.log_evaluation(evaluation(0)) and not tracker.available
+
+
+def test_a_lazy_tracker_opens_the_store_with_the_first_thing_logged(tmp_path) -> None:
+    db = tmp_path / "mlflow.db"
+    tracker = SearchTracker(f"sqlite:///{db}", "lazy", lazy=True)
+    assert tracker.start({"space": "nb201", "objectives": '["accuracy", "flops"]', "eval_budget": 4})
+    assert not db.exists() and not tracker.started and not tracker.finish()  # nothing logged: nothing touched
+    assert tracker.log_evaluation(evaluation(0)) and tracker.started and db.exists()
+    assert tracker.finish()
+
+
+def test_the_experiment_opens_as_model_training_with_a_runs_view_and_a_described_parent(tmp_path) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from wsnas._search._tracker import KIND, MODEL_TRAINING, VIEW_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    config = {"space": "nb201", "evaluator": "table:/data/t.csv:arch:acc", "objectives": '["accuracy", "latency"]',
+              "eval_budget": 12, "predictor": "default", "n_candidates": 96, "sampler": "nsga2", "seed": 3}  # fmt: skip
+    tracker = SearchTracker(uri, "described")
+    assert tracker.start(config) and tracker.log_evaluation(evaluation(1))
+    client = MlflowClient(uri)
+    exp = client.get_experiment(tracker.experiment_id)
+    assert exp.tags[KIND] == MODEL_TRAINING
+    envelope = json.loads(exp.tags[VIEW_TAG])
+    state = json.loads(envelope["state"])
+    columns = ["metrics.`accuracy`", "metrics.`predicted`", "metrics.`params`", "metrics.`flops`",
+               "metrics.`latency`", "params.`arch`"]  # fmt: skip
+    assert state["selectedColumns"] == columns and state["orderByKey"] == "metrics.`accuracy`"
+    assert not state["orderByAsc"]
+    shown = client.search_runs([exp.experiment_id], state["searchFilter"])  # what the UI asks the server
+    assert len(shown) == 1 and shown[0].data.tags["mlflow.parentRunId"] == tracker.parent_id  # no parent
+    note = client.get_run(tracker.parent_id).data.tags["mlflow.note.content"]
+    for words in ("**nb201**", "12 real evaluations", "table:/data/t.csv:arch:acc", "accuracy, latency",
+                  "`default`", "96 candidates", "nsga2", "seed 3"):  # fmt: skip
+        assert words in note, (words, note)
+    # an experiment made before these tags existed gets them when its search resumes
+    for key in (KIND, VIEW_TAG):
+        client.delete_experiment_tag(exp.experiment_id, key)
+    assert SearchTracker(uri, "described").start(config)
+    assert set(client.get_experiment(exp.experiment_id).tags) >= {KIND, VIEW_TAG}

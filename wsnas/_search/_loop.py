@@ -250,14 +250,20 @@ class Loop:
             self.on_result(tid)
 
     def _fine_tune(self) -> None:
-        """Fine-tune the predictor on every real result (targets mapped into its units by z-score)."""
+        """Fine-tune the predictor on every real result (targets mapped into its units by z-score).
+
+        Not when the budget is spent before this worker screened anything (a rerun of a finished search, or
+        a worker joining one): nothing is left to screen, and the predictor stays as it was given."""
         config = self.config
         if config.predictor is None:
             return
         from optuna.trial import TrialState
 
         acc = config.objectives.index("accuracy")
-        done = [t for t in self.coord.tokens() if t.state == TrialState.COMPLETE]
+        tokens = self.coord.tokens()
+        if self.screened == 0 and sum(token_finished(t) for t in tokens) >= config.eval_budget:
+            return
+        done = [t for t in tokens if t.state == TrialState.COMPLETE]
         if len(done) < 4 or len(done) <= self.tuned_on:
             return
         y = np.array([t.values[acc] for t in done], dtype=np.float64)

@@ -8,9 +8,13 @@
 
 Layout (what the MLflow UI shows):
 
-* experiment ``study``; parent run tagged ``wsnas.role=search`` and ``wsnas.study=STUDY``, holding the
-  configuration as params, best-so-far and predictor-vs-real correlation as step metrics, and the
-  artifacts (plots, top-k table, predictor card, screening tables);
+* experiment ``study``, of MLflow 3's model-training kind (``mlflow.experimentKind``), with a saved view
+  of its runs table (:data:`VIEW_KEY`: the evaluations, sorted by accuracy, with accuracy, predicted,
+  params and FLOPs as columns; :func:`runs_link` opens it);
+* parent run tagged ``wsnas.role=search`` and ``wsnas.study=STUDY``, described in words (what MLflow shows
+  as its description: space, evaluator, objectives, budget, predictor), holding the configuration as
+  params, best-so-far and predictor-vs-real correlation as step metrics, and the artifacts (plots,
+  top-k table, predictor card, screening tables);
 * one child run per real evaluation (``mlflow.parentRunId`` = the parent), tagged ``wsnas.key`` =
   ``STUDY/TRIAL`` (the idempotency key), ``wsnas.arch_hash``, ``wsnas.trial``, ``wsnas.worker``; params
   ``arch`` and one ``choice.NAME`` per architecture choice; metrics ``predicted``, ``uncertainty`` and the
@@ -21,6 +25,10 @@ Reliability: every call goes to MLflow with MLflow's own HTTP retries turned dow
 stops trying for ``cooldown`` seconds, and reports ``False``; the search goes on, and since its results
 are in the Optuna storage, :func:`wsnas.track_sync` (``wsnas track sync``) logs whatever is missing later.
 A child run is looked up by its key before it is created, so retries and syncs never duplicate one.
+
+Cost: with ``lazy=True`` (a search's tracker) :meth:`SearchTracker.start` only keeps the configuration;
+MLflow is imported and its store opened (1.5 s of CPU, plus 2 s to create a new SQLite store) when the
+first thing is logged, so a search that logs nothing (a rerun of a finished one) never pays for it.
 """
 
 from __future__ import annotations
@@ -37,12 +45,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri", "mlflow_param_names"]
+__all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri", "mlflow_param_names",
+           "runs_view", "runs_link", "experiment_tags", "search_description", "VIEW_KEY", "VIEW_TAG", "KIND",
+           "MODEL_TRAINING", "COLUMNS"]  # fmt: skip
 
 T = TypeVar("T")
 _ROLE, _STUDY, _KEY = "wsnas.role", "wsnas.study", "wsnas.key"
 _PARENT = "mlflow.parentRunId"
 _DONE = "wsnas.logged"  # set last: a child run without it was cut short
+_NOTE = "mlflow.note.content"  # a run's or experiment's description in MLflow's UI (markdown)
+#: MLflow 3's experiment kind tag, and its value for model training ("Machine learning", not "GenAI apps")
+KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+#: the saved runs-table view of a search's experiment: experiment tag ``mlflow.sharedViewState.VIEW_KEY``,
+#: opened by the UI's ``?viewStateShareKey=VIEW_KEY`` (MLflow 3.x's shared views)
+VIEW_KEY = "wsnas-evaluations"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+#: the metric columns of the view, before any other objective of the search
+COLUMNS = ("accuracy", "predicted", "params", "flops")
 
 
 class TrackingWarning(UserWarning):
@@ -60,7 +79,7 @@ class TrackedEvaluation:
         metrics: measured values (``accuracy``, ``params``, ``flops``, ``latency_ms``, ...); non-finite
             values are left out (MLflow rejects them).
         predicted, uncertainty: the predictor's score at screening time, if any.
-        state: ``"COMPLETE"`` or ``"FAIL"``; ``reason`` says why a trial failed.
+        state: ``"COMPLETE"``, ``"FAIL"`` or ``"PRUNED"`` (the run ends ``KILLED``); ``reason`` says why a trial failed.
         worker: who evaluated it (host:pid).
     """
 
@@ -145,6 +164,95 @@ def _param(v: Any) -> str:
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
+def runs_view(metrics: Iterable[str] = COLUMNS) -> str:
+    """The experiment tag value that saves the runs-table view :data:`VIEW_KEY` (MLflow 3's saved view: an
+    envelope ``{name, createdAt, updatedAt, state}``, ``state`` the JSON of the search facets and table
+    state): the child runs (the parent filtered out, so they are not folded under it), best accuracy
+    first, ``metrics`` and the ``arch`` param as columns (MLflow shows no metric column unless selected)."""
+    columns = [f"metrics.`{m}`" for m in dict.fromkeys(metrics)] + ["params.`arch`"]
+    state = {
+        "searchFilter": "tags.`wsnas.trial` LIKE '%'",
+        "orderByKey": "metrics.`accuracy`",
+        "orderByAsc": False,
+        "selectedColumns": columns,
+        "columnOrder": columns,  # in this order (the table sorts them by name otherwise), the arch readable
+        "columnWidths": {"params.`arch`": 560},
+        "runsHiddenMode": "SHOW_ALL",
+    }
+    now = int(time.time() * 1000)
+    return json.dumps({"name": "wsnas: evaluations", "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
+
+
+def runs_link(ui: str, experiment_id: str, *, view: bool = True) -> str:
+    """The MLflow UI (at ``ui``, ``http://host:port``) link to the runs table of ``experiment_id`` in its
+    model-training mode, opening the saved view :data:`VIEW_KEY` (``view=False``: the plain table)."""
+    query = f"viewStateShareKey={VIEW_KEY}&workflowType=machine_learning" if view else "workflowType=machine_learning"
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def experiment_tags(objectives: Any = ()) -> dict[str, str]:
+    """The experiment tags that make MLflow's UI open a search's experiment as model training, with its
+    runs view (``objectives``: the search's, a list or its JSON; those beyond :data:`COLUMNS` are columns too)."""
+    names = _listed(objectives)
+    return {KIND: MODEL_TRAINING, VIEW_TAG: runs_view([*COLUMNS, *(o for o in names if o not in COLUMNS)])}
+
+
+def _decoded(value: Any) -> Any:
+    """A config value as the parent run's params hold it: JSON lists and dicts decoded."""
+    with contextlib.suppress(ValueError):
+        return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+    return value
+
+
+def _listed(value: Any) -> list[str]:
+    value = _decoded(value)
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [] if value is None else [str(value)]
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _evaluator_words(value: Any) -> str:
+    """A stored training task (a dict) by its name and recipe; anything else (``table:...``) as it is."""
+    doc = _decoded(value)
+    if not (isinstance(doc, dict) and doc.get("kind") == "train"):
+        return f"`{_short(value)}`"
+    recipe = doc.get("recipe") if isinstance(doc.get("recipe"), dict) else {}
+    knobs = ", ".join(f"{k} {v}" for k, v in recipe.items() if not isinstance(v, (dict, list)))
+    return f"training on `{doc.get('task', '?')}`" + (f" ({_short(knobs, 120)})" if knobs else "")
+
+
+def search_description(study: str, config: Mapping[str, Any]) -> str:
+    """What the search ``study`` is, in words (markdown), from its configuration (the parent run's params):
+    the space, the evaluator, the objectives, the budget, the predictor and the sampler."""
+    get = config.get
+    objectives = _listed(get("objectives")) or ["accuracy"]
+    budget = int(get("eval_budget") or 0)
+    predictor = get("predictor")
+    head = f"wsnas search `{study}` of space **{get('space', '?')}**"
+    if budget > 0:
+        head += f": {budget} real evaluations by {_evaluator_words(get('evaluator'))}"
+    else:
+        head += ": training-free (the predictor's scores only, no real evaluation)"
+    lines = [head + ".", "", f"- objectives: {', '.join(objectives)}"]
+    if predictor in (None, "None", "none"):
+        lines.append("- predictor: none (plain Optuna, no screening)")
+    else:
+        screened = f"; {get('n_candidates')} candidates screened" if get("n_candidates") is not None else ""
+        lines.append(f"- predictor: `{_short(predictor)}`{screened}")
+    lines.append(f"- sampler: {get('sampler', '?')}, seed {get('seed', '?')}")
+    if get("max_params") not in (None, "None"):
+        lines.append(f"- at most {get('max_params')} parameters")
+    if get("pruner") not in (None, "None", "none"):
+        lines.append(f"- pruner: {get('pruner')}")
+    lines += ["", "One child run per evaluation (metrics accuracy, predicted, params, flops; params arch and "
+              "choice.*). This run: best_accuracy and predictor_spearman by step; plots and tables under the "
+              "artifacts' search/ folder."]  # fmt: skip
+    return "\n".join(lines)
+
+
 class SearchTracker:
     """Logs one search (the study ``study``) to the MLflow store at ``tracking_uri``; never raises.
 
@@ -154,14 +262,20 @@ class SearchTracker:
         retries: retries of a failed call (after the first try).
         timeout: seconds one HTTP request may take.
         cooldown: seconds to stop calling MLflow after a call failed for good.
+        lazy: :meth:`start` keeps the configuration and returns ``True``; MLflow is first called (and
+            imported) by the first thing logged. ``False``: :meth:`start` calls it at once and says whether
+            it answered.
     """
 
     def __init__(
-        self, tracking_uri: str, study: str, *, retries: int = 2, timeout: float = 5.0, cooldown: float = 30.0
-    ) -> None:
+        self, tracking_uri: str, study: str, *, retries: int = 2, timeout: float = 5.0, cooldown: float = 30.0,
+        lazy: bool = False,
+    ) -> None:  # fmt: skip
         self.tracking_uri = tracking_uri
         self.study = study
         self.retries, self.timeout, self.cooldown = retries, timeout, cooldown
+        self.lazy = lazy
+        self._pending: tuple[dict[str, Any], str | None, bool] = ({}, None, True)  # start()'s arguments
         self.parent_id: str | None = None
         self.experiment_id: str | None = None
         self.failures = 0
@@ -175,10 +289,17 @@ class SearchTracker:
     @property
     def client(self) -> Any:
         if self._client is None:
+            # MLflow 3 reports usage over the network (a thread at import, a record per call): off unless asked
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
+
+    @property
+    def started(self) -> bool:
+        """Whether MLflow holds the parent run (it was found or created by this tracker)."""
+        return self.parent_id is not None
 
     @property
     def available(self) -> bool:
@@ -216,43 +337,58 @@ class SearchTracker:
 
     # -- the parent run ----------------------------------------------------------------------------------
     def start(self, config: Mapping[str, Any], *, run_name: str | None = None, reopen: bool = True) -> bool:
-        """Find or create the experiment and the search's parent run, and log ``config`` as its params.
+        """Find or create the experiment and the search's parent run, and log ``config`` as its params
+        (a lazy tracker only keeps them for the first thing logged, and returns ``True``).
 
         ``reopen``: set a finished parent run back to RUNNING (a search that resumes); ``wsnas track sync``
-        passes ``False``, so a finished search's parent stays FINISHED, its end time kept."""
+        passes ``False``, so a finished search's parent stays FINISHED, its end time kept. The parent's
+        description (:func:`search_description`) is written from ``config`` where it is missing or differs;
+        a new experiment gets the model-training kind, the runs view (:func:`runs_view`) and that
+        description, an older one whatever of these it lacks."""
+        self._pending = (dict(config), run_name, reopen)
+        if self.lazy and self.parent_id is None:
+            return True
+        return self._start(*self._pending)
+
+    def _start(self, config: dict[str, Any], run_name: str | None, reopen: bool) -> bool:
+        note = search_description(self.study, config) if config else None
+        wanted = {**experiment_tags(config.get("objectives")), _STUDY: self.study, **({_NOTE: note} if note else {})}
 
         def go() -> str:
+            from mlflow.entities import Param, RunTag
+
             c = self.client
             exp = c.get_experiment_by_name(self.study)
             if exp is None:
-                # the experiment kind makes MLflow 3's UI open on the runs table, not the GenAI overview
-                tags = {"mlflow.experimentKind": "custom_model_development", _STUDY: self.study}
-                self.experiment_id = c.create_experiment(self.study, tags=tags)
+                self.experiment_id = c.create_experiment(self.study, tags=wanted)
             else:
                 self.experiment_id = exp.experiment_id
+                for k, v in wanted.items():  # an experiment made before these tags existed
+                    if k not in exp.tags:
+                        c.set_experiment_tag(self.experiment_id, k, v)
             found = c.search_runs(
                 [self.experiment_id], f"tags.`{_ROLE}` = 'search' and tags.`{_STUDY}` = '{_quote(self.study)}'"
             )
             if found:
-                run_id = found[0].info.run_id
-                if reopen and found[0].info.status != "RUNNING":
+                run = found[0]
+                run_id = run.info.run_id
+                if reopen and run.info.status != "RUNNING":
                     c.update_run(run_id, status="RUNNING")
             else:
-                tags = {_ROLE: "search", _STUDY: self.study}
-                run_id = c.create_run(self.experiment_id, tags=tags, run_name=run_name or self.study).info.run_id
-            from mlflow.entities import Param
-
-            existing = c.get_run(run_id).data.params
-            params = [Param(k, _param(v)) for k, v in config.items() if k not in existing]
-            if params:
-                c.log_batch(run_id, params=params)
+                tags = {_ROLE: "search", _STUDY: self.study, **({_NOTE: note} if note else {})}
+                run = c.create_run(self.experiment_id, tags=tags, run_name=run_name or self.study)
+                run_id = run.info.run_id
+            params = [Param(k, _param(v)) for k, v in config.items() if k not in run.data.params]
+            tags = [RunTag(_NOTE, note)] if note and run.data.tags.get(_NOTE) != note else []
+            if params or tags:
+                c.log_batch(run_id, params=params, tags=tags)
             return run_id
 
         self.parent_id = self._call("start", go)
         return self.parent_id is not None
 
     def _parent(self) -> str | None:
-        if self.parent_id is None and not self.start({}):
+        if self.parent_id is None and not self._start(*self._pending):
             return None
         return self.parent_id
 
@@ -347,7 +483,7 @@ class SearchTracker:
                 metrics["uncertainty"] = ev.uncertainty
             values = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
             c.log_batch(run.info.run_id, metrics=values, params=params, tags=[RunTag(_DONE, "1")])
-            c.set_terminated(run.info.run_id, "FINISHED" if ev.state == "COMPLETE" else "FAILED")
+            c.set_terminated(run.info.run_id, {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(ev.state, "FAILED"))
             return True
 
         return bool(self._call("log_evaluation", go))

@@ -4,6 +4,10 @@ and ``wsnas track sync``. The MLflow side (runs, retries, idempotency) is :mod:`
 Everything is read back from the Optuna study (the source of truth), so live tracking and a later sync
 log the same runs: a child run per finished real evaluation (its trial number is the key), best-so-far
 and predictor-vs-real Spearman as step metrics on the parent (the step is the evaluation's position).
+
+A search's tracker is lazy (MLflow starts with the first evaluation logged), and the end-of-search
+artifacts are written and logged once per tracking store and number of evaluations (the study keeps
+what was logged where, under :data:`LOGGED_KEY`): rerunning a finished search does not touch MLflow.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ if TYPE_CHECKING:
     from wsnas._search._result import SearchResult
 
 __all__ = ["tracker_for", "search_config", "evaluation_of", "finished_evaluations", "log_progress",
-           "log_artifacts", "sync"]  # fmt: skip
+           "log_artifacts", "sync", "LOGGED_KEY"]  # fmt: skip
+
+#: study user attribute ``{tracking URI: evaluations}``: the stores that hold the search's artifacts, and
+#: how many evaluations the search had when they were logged
+LOGGED_KEY = "wsnas:artifacts_logged"
 
 
 def tracker_for(tracking: bool | str | None, output_dir: str | Path, study_name: str) -> SearchTracker | None:
-    """The tracker of ``tracking``: ``True`` the default store, a string that URI, ``False`` none, ``None``
-    the default store unless ``$WSNAS_TRACKING`` is ``0``/``off``/``false``/``no``."""
+    """The (lazy) tracker of ``tracking``: ``True`` the default store, a string that URI, ``False`` none,
+    ``None`` the default store unless ``$WSNAS_TRACKING`` is ``0``/``off``/``false``/``no``."""
     if tracking is None:
         tracking = os.environ.get("WSNAS_TRACKING", "1").strip().lower() not in ("0", "off", "false", "no")
     if tracking is False:
@@ -40,7 +48,7 @@ def tracker_for(tracking: bool | str | None, output_dir: str | Path, study_name:
     uri = default_tracking_uri(output_dir) if tracking is True else str(tracking)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return SearchTracker(uri, study_name)
+    return SearchTracker(uri, study_name, lazy=True)
 
 
 def _git_commit() -> str | None:
@@ -86,7 +94,8 @@ def evaluation_of(t: FrozenTrial, objectives: Sequence[str]) -> TrackedEvaluatio
     return TrackedEvaluation(
         trial=t.number, arch=str(t.user_attrs.get("arch")), arch_hash=str(t.user_attrs.get("arch_hash")),
         choices=dict(t.params), metrics=metrics, predicted=t.user_attrs.get("predicted"),
-        uncertainty=t.user_attrs.get("uncertainty"), state="COMPLETE" if ok else "FAIL",
+        uncertainty=t.user_attrs.get("uncertainty"),
+        state="COMPLETE" if ok else "PRUNED" if t.user_attrs.get("outcome") == "pruned" else "FAIL",
         reason=t.user_attrs.get("fail_reason"), worker=t.user_attrs.get("worker"),
     )  # fmt: skip
 
@@ -126,7 +135,22 @@ def log_progress(tracker: SearchTracker, done: Sequence[FrozenTrial], objectives
 
 
 def log_artifacts(tracker: SearchTracker, result: SearchResult, folder: Path) -> list[Path]:
-    """Write the search's pictures and tables to ``folder`` and log them on the parent run; the files."""
+    """Write the search's pictures and tables to ``folder`` and log them on the parent run; the files.
+
+    Nothing is done (``[]``) when the tracker's store got them already for as many evaluations as the
+    search has now, and ``folder`` still holds them (a rerun of a finished search)."""
+    logged = dict(result.study.user_attrs.get(LOGGED_KEY) or {})
+    if not tracker.started and logged.get(tracker.tracking_uri) == len(result.history) and any(folder.glob("*")):
+        return []
+    files = _write_artifacts(result, folder)
+    ok = all([tracker.log_artifact(f, "search") for f in files])
+    if ok and files:
+        result.study.set_user_attr(LOGGED_KEY, {**logged, tracker.tracking_uri: len(result.history)})
+    return files
+
+
+def _write_artifacts(result: SearchResult, folder: Path) -> list[Path]:
+    """The pictures and tables of :func:`log_artifacts`, written to ``folder``."""
     from wsnas._search._plots import arch_plot, pareto_plot, progress_plot, scatter_plot, write_table
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,8 +183,6 @@ def log_artifacts(tracker: SearchTracker, result: SearchResult, folder: Path) ->
     screening = result.output_dir / f"{result.study_name}-screening.csv"
     if screening.is_file():
         files.append(screening)
-    for f in files:
-        tracker.log_artifact(f, "search")
     return files
 
 

@@ -3,23 +3,38 @@
 Attached to the main command with ``main.add_command(ui_cmd)`` and ``main.add_command(track_group)``.
 MLflow and Optuna load inside the commands only; bad input prints one ``error: ...`` line on stderr and
 exits with status 2.
+
+``wsnas ui`` prints its link once the server answers: the latest search's runs table in MLflow 3's
+model-training mode, opening the saved view of its evaluations (:func:`wsnas._search._tracker.runs_view`:
+accuracy, predicted, params and FLOPs as columns), and the link of the search's parent run (its
+description, charts and artifacts). It talks to the server over MLflow's REST API (no MLflow import
+here), and gives a search tracked before these existed its view, kind and description.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import click
 
 from wsnas._lifeline import die_with_parent, guarded
 from wsnas.cli._common import CliError, ErrorLineGroup, one_line_errors, tracking_uri_option
 
-__all__ = ["ui_cmd", "track_group", "ui_command_line"]
+__all__ = ["ui_cmd", "track_group", "ui_command_line", "UI_ENV", "search_links"]
+
+#: the environment of the ``mlflow ui`` server unless the user's says otherwise: no job runner (MLflow 3's
+#: GenAI jobs: five more processes that a search's UI does not use, and CPU while it starts) and no usage
+#: reports over the network
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def _tracking_uri(tracking_uri: str | None, output_dir: str) -> str:
@@ -31,9 +46,89 @@ def _tracking_uri(tracking_uri: str | None, output_dir: str) -> str:
 
 
 def ui_command_line(store_uri: str, port: int) -> list[str]:
-    """The ``mlflow ui`` command that serves ``store_uri`` on ``127.0.0.1:port``."""
+    """The ``mlflow ui`` command that serves ``store_uri`` on ``127.0.0.1:port`` (run it with :data:`UI_ENV`):
+    one worker process, not MLflow's default four, for one person's browser."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
-            "--port", str(port)]  # fmt: skip
+            "--port", str(port), "--workers", "1"]  # fmt: skip
+
+
+def _api(base: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    """One call of MLflow's REST API at ``base`` (POST with a JSON ``body``, else GET)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data, method="GET" if data is None else "POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def search_links(base: str, *, fix: bool = True, timeout: float = 10.0) -> tuple[str, str | None]:
+    """``(runs link, parent run link)`` of the latest search (the running one, else the last to finish)
+    in the MLflow server at ``base``; ``(base, None)`` when it holds no search.
+
+    With ``fix``, an experiment that lacks the model-training kind or the runs view, or a parent run that
+    lacks its description (made before they existed), gets them first. Raises ``OSError``/``ValueError``
+    when the server does not answer properly."""
+    from wsnas._search._tracker import VIEW_TAG, experiment_tags, runs_link, search_description
+
+    exps = _api(base, "experiments/search", {"max_results": 1000}, timeout).get("experiments", [])
+    ids = [e["experiment_id"] for e in exps]
+    runs = _api(base, "runs/search", {"experiment_ids": ids, "filter": "tags.`wsnas.role` = 'search'",
+                                      "max_results": 1000}, timeout).get("runs", []) if ids else []  # fmt: skip
+    if not runs:
+        return base, None
+
+    def recency(run: dict[str, Any]) -> tuple[bool, int, int]:
+        info = run["info"]
+        return info.get("status") == "RUNNING", int(info.get("end_time") or 0), int(info.get("start_time") or 0)
+
+    run = max(runs, key=recency)
+    exp_id, run_id = run["info"]["experiment_id"], run["info"]["run_id"]
+    tags = {t["key"]: t.get("value") for e in exps if e["experiment_id"] == exp_id for t in e.get("tags", [])}
+    if fix:
+        params = {p["key"]: p.get("value") for p in run.get("data", {}).get("params", [])}
+        for key, value in experiment_tags(params.get("objectives")).items():
+            if key not in tags:
+                _api(base, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": key, "value": value},
+                     timeout)  # fmt: skip
+                tags[key] = value
+        run_tags = {t["key"]: t.get("value") for t in run.get("data", {}).get("tags", [])}
+        if "mlflow.note.content" not in run_tags and params:
+            note = search_description(run_tags.get("wsnas.study", run_id), params)
+            _api(base, "runs/set-tag", {"run_id": run_id, "key": "mlflow.note.content", "value": note}, timeout)
+    parent = f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"
+    return runs_link(base, exp_id, view=VIEW_TAG in tags), parent
+
+
+def _has_fd(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a test runner's captured stream
+        return False
+    return True
+
+
+def _answering(base: str, proc: subprocess.Popen[bytes]) -> bool:
+    """Wait until the server at ``base`` answers ``/health`` (``True``) or ``proc`` ends (``False``)."""
+    while proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
+                if r.status == 200:
+                    return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _print_links(base: str, uri: str) -> None:
+    try:
+        runs, parent = search_links(base)
+    except (OSError, ValueError, KeyError) as exc:  # an old or odd server: its plain address still helps
+        click.echo(f"(could not find the latest search: {type(exc).__name__}: {exc})", err=True)
+        runs, parent = base, None
+    click.echo(f"MLflow UI for {uri}: {runs}")
+    if parent is not None:
+        click.echo(f"  the search's run (description, charts, artifacts): {parent}")
 
 
 def _free(port: int) -> bool:
@@ -59,7 +154,11 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
     with one_line_errors():
         uri = _tracking_uri(tracking_uri, output_dir)
         if uri.startswith(("http://", "https://")):
-            click.echo(f"MLflow UI: {uri}")
+            try:
+                runs = search_links(uri.rstrip("/"), fix=False, timeout=5)[0]
+            except (OSError, ValueError, KeyError):  # not answering now: its address is still the UI's
+                runs = uri
+            click.echo(f"MLflow UI: {runs}")
             return
         if uri.startswith("sqlite:///"):
             db = Path(uri[len("sqlite:///") :])
@@ -69,15 +168,22 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
             raise CliError(f"--port must be in 1..65535, got {port}")
         if not _free(port):
             raise CliError(f"port {port} on 127.0.0.1 is in use; pick another with --port")
-        click.echo(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C stops it)")
+        click.echo(f"starting the MLflow UI on 127.0.0.1:{port}; its link follows once it answers", err=True)
         proc = subprocess.Popen(
             guarded(ui_command_line(uri, port)),
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            env={**UI_ENV, **os.environ, "MLFLOW_TRACKING_URI": uri},
+            stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else None,  # stdout: the links only
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # kill -9 of wsnas ui stops the server too
         )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        proc.wait()
+        base = f"http://127.0.0.1:{port}"
+        if _answering(base, proc):
+            _print_links(base, uri)
+            click.echo("Ctrl-C stops it", err=True)
+        if proc.wait() != 0:
+            click.echo(f"error: the MLflow UI server exited with status {proc.returncode}", err=True)
+            sys.exit(2)
     except KeyboardInterrupt as exc:
         proc.terminate()  # the guard ends the server and every process it started
         proc.wait()
