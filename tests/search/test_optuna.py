@@ -49,3 +49,16 @@ def test_generation_key_names_the_generation_attribute_of_genetic_samplers() -> 
     assert [t.system_attrs[key] for t in study.trials] == [0, 0, 0, 0, 1, 1]  # what the sampler itself records
     for other in (optuna.samplers.TPESampler(seed=0), optuna.samplers.RandomSampler(seed=0)):
         assert generation_key(other) is None
+
+
+def test_a_new_study_names_its_metrics_after_the_objectives(tmp_path) -> None:
+    """optuna-dashboard shows "accuracy" and "params", not "0" and "1"."""
+    import optuna
+
+    from wsnas._search._store import open_study
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    config = {"space": "nb201", "objectives": ["accuracy", "params"]}
+    study, _ = open_study(storage, "s", ["maximize", "minimize"], config)
+    assert optuna.load_study(study_name="s", storage=storage).metric_names == ["accuracy", "params"]
+    assert study.metric_names == ["accuracy", "params"]

@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,11 @@ def open_study(
         if config is None or study.trials:
             raise SearchConfigError(f"study {name!r} was not made by wsnas search (it has no {CONFIG_KEY!r})")
         study.set_user_attr(CONFIG_KEY, dict(config))
+        objectives = config.get("objectives")
+        if isinstance(objectives, (list, tuple)) and len(objectives) == len(directions):
+            with warnings.catch_warnings():  # optuna marks set_metric_names experimental
+                warnings.simplefilter("ignore")
+                study.set_metric_names([str(o) for o in objectives])  # optuna-dashboard: "accuracy", not "0"
         return study, dict(config)
     if config is not None:
         for key in ("space", "objectives"):
