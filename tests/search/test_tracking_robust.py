@@ -81,3 +81,39 @@ def test_a_refusal_by_mlflow_is_reported_as_one(tmp_path: Path) -> None:
         assert tracker._call("log_evaluation", refuse) is None
     assert tracker.last_rejected and "Invalid value" in tracker.last_error
     assert tracker.available  # a refusal is no outage: no cooldown
+
+
+_STARTER = """
+import sys, time
+from wsnas._search._tracker import SearchTracker
+uri, at = sys.argv[1], float(sys.argv[2])
+tracker = SearchTracker(uri, study="together", retries=0)
+time.sleep(max(0.0, at - time.time()))
+ok = tracker.start({"space": "nb201", "objectives": "accuracy"})
+print("started" if ok else f"failed: {tracker.last_error}")
+"""
+
+
+def test_processes_starting_at_once_on_a_new_sqlite_store_share_one_experiment_and_parent(tmp_path) -> None:
+    """A search and its workers started together on a fresh SQLite store: the store's tables, the experiment
+    and the parent run are created once (a lock beside the store), and every process's tracking works."""
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    at = time.time() + 6.0  # after every interpreter has imported MLflow
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _STARTER, uri, str(at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)  # fmt: skip
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert [o[0].strip() for o in outs] == ["started"] * 3, outs
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("together")
+    assert exp is not None
+    assert len(client.search_runs([exp.experiment_id])) == 1

@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from wsnas._errors import StorageError
 
-__all__ = ["repair_journal", "check_sqlite_file", "require_file"]
+__all__ = ["repair_journal", "check_sqlite_file", "require_file", "with_store_lock"]
+
+T = TypeVar("T")
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -96,3 +100,25 @@ def check_sqlite_file(path: Path) -> None:
             f"storage {where} is damaged (SQLite's integrity check: {problems[0]}); restore it from a copy, "
             "or remove it to start over"
         )
+
+
+
+def with_store_lock(uri: str, fn: Callable[[], T]) -> T:
+    """``fn()`` holding an exclusive lock on a local SQLite store (``DB.lock`` beside it): a search and its
+    workers starting at once would otherwise race to create the store's tables, the experiment and the
+    search's parent run. Other stores (a server, a folder) and systems without ``fcntl`` need no lock."""
+    rest = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+    if not rest or rest.startswith(":memory:"):
+        return fn()
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return fn()
+    lock = Path(rest.split("?", 1)[0] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            return fn()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

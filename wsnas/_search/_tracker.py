@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from wsnas._search._files import with_store_lock
+
 __all__ = ["SearchTracker", "TrackedEvaluation", "TrackingWarning", "default_tracking_uri", "mlflow_param_names",
            "runs_view", "runs_link", "experiment_tags", "search_description", "VIEW_KEY", "VIEW_TAG", "KIND",
            "MODEL_TRAINING", "COLUMNS"]  # fmt: skip
@@ -384,7 +386,7 @@ class SearchTracker:
                 c.log_batch(run_id, params=params, tags=tags)
             return run_id
 
-        self.parent_id = self._call("start", go)
+        self.parent_id = self._call("start", lambda: with_store_lock(self.tracking_uri, go))
         return self.parent_id is not None
 
     def _parent(self) -> str | None:
