@@ -22,7 +22,7 @@ from wsnas._search._protocol import SearchPredictor, check_predictor
 from wsnas._search._result import SearchRecord, SearchResult
 from wsnas._search._store import open_storage, open_study, quiet_optuna
 from wsnas._search._tracker import SearchTracker, default_tracking_uri
-from wsnas._search._tracking import sync
+from wsnas._search._tracking import search_links, sync
 
 __all__ = [
     "search",
@@ -44,4 +44,5 @@ __all__ = [
     "SearchTracker",
     "default_tracking_uri",
     "sync",
+    "search_links",
 ]

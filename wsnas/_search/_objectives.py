@@ -79,7 +79,7 @@ class NetMeasures:
         ms on the meta device (whose every op goes through a dispatcher in Python)."""
         if self._last is not None and self._last[0] == arch.hash:
             return self._last[1]
-        from wsnas.encoding._candidates import skip_reset_parameters
+        from wsnas.encoding import skip_reset_parameters
 
         try:
             with skip_reset_parameters():

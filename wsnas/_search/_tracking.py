@@ -8,6 +8,7 @@ and predictor-vs-real Spearman as step metrics on the parent (the step is the ev
 A search's tracker is lazy (MLflow starts with the first evaluation logged), and the end-of-search
 artifacts are written and logged once per tracking store and number of evaluations (the study keeps
 what was logged where, under :data:`LOGGED_KEY`): rerunning a finished search does not touch MLflow.
+:func:`search_links` finds the latest search in an MLflow server (``wsnas ui`` prints its links).
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ import json
 import math
 import os
 import subprocess
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsnas._search._tracker import SearchTracker, TrackedEvaluation, default_tracking_uri
+from wsnas._search._tracker import (
+    VIEW_TAG,
+    SearchTracker,
+    TrackedEvaluation,
+    default_tracking_uri,
+    experiment_tags,
+    runs_link,
+    search_description,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -31,7 +41,7 @@ if TYPE_CHECKING:
     from wsnas._search._result import SearchResult
 
 __all__ = ["tracker_for", "search_config", "evaluation_of", "finished_evaluations", "log_progress",
-           "log_artifacts", "sync", "LOGGED_KEY"]  # fmt: skip
+           "log_artifacts", "sync", "search_links", "LOGGED_KEY"]  # fmt: skip
 
 #: study user attribute ``{tracking URI: evaluations}``: the stores that hold the search's artifacts, and
 #: how many evaluations the search had when they were logged
@@ -219,3 +229,48 @@ def sync(study: optuna.Study, tracker: SearchTracker, storage: str = "") -> tupl
         logged += 1
         log_progress(tracker, done[:k], objectives)
     return logged, len(done)
+
+
+def _rest(base: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    """One call of MLflow's REST API at ``base`` (POST with a JSON ``body``, else GET)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data, method="GET" if data is None else "POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def search_links(base: str, *, fix: bool = True, timeout: float = 10.0) -> tuple[str, str | None]:
+    """``(runs link, parent run link)`` of the latest search (the running one, else the last to finish)
+    in the MLflow server at ``base``; ``(base, None)`` when it holds no search.
+
+    With ``fix``, an experiment that lacks the model-training kind or the runs view, or a parent run that
+    lacks its description (made before they existed), gets them first. Raises ``OSError``/``ValueError``
+    when the server does not answer properly."""
+    exps = _rest(base, "experiments/search", {"max_results": 1000}, timeout).get("experiments", [])
+    ids = [e["experiment_id"] for e in exps]
+    runs = _rest(base, "runs/search", {"experiment_ids": ids, "filter": "tags.`wsnas.role` = 'search'",
+                                       "max_results": 1000}, timeout).get("runs", []) if ids else []  # fmt: skip
+    if not runs:
+        return base, None
+
+    def recency(run: dict[str, Any]) -> tuple[bool, int, int]:
+        info = run["info"]
+        return info.get("status") == "RUNNING", int(info.get("end_time") or 0), int(info.get("start_time") or 0)
+
+    run = max(runs, key=recency)
+    exp_id, run_id = run["info"]["experiment_id"], run["info"]["run_id"]
+    tags = {t["key"]: t.get("value") for e in exps if e["experiment_id"] == exp_id for t in e.get("tags", [])}
+    if fix:
+        params = {p["key"]: p.get("value") for p in run.get("data", {}).get("params", [])}
+        for key, value in experiment_tags(params.get("objectives")).items():
+            if key not in tags:
+                _rest(base, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": key, "value": value},
+                      timeout)  # fmt: skip
+                tags[key] = value
+        run_tags = {t["key"]: t.get("value") for t in run.get("data", {}).get("tags", [])}
+        if "mlflow.note.content" not in run_tags and params:
+            note = search_description(run_tags.get("wsnas.study", run_id), params)
+            _rest(base, "runs/set-tag", {"run_id": run_id, "key": "mlflow.note.content", "value": note}, timeout)
+    parent = f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"
+    return runs_link(base, exp_id, view=VIEW_TAG in tags), parent

@@ -5,15 +5,13 @@ MLflow and Optuna load inside the commands only; bad input prints one ``error: .
 exits with status 2.
 
 ``wsnas ui`` prints its link once the server answers: the latest search's runs table in MLflow 3's
-model-training mode, opening the saved view of its evaluations (:func:`wsnas._search._tracker.runs_view`:
-accuracy, predicted, params and FLOPs as columns), and the link of the search's parent run (its
-description, charts and artifacts). It talks to the server over MLflow's REST API (no MLflow import
-here), and gives a search tracked before these existed its view, kind and description.
+model-training mode, opening the saved view of its evaluations (accuracy, predicted, params and FLOPs as
+columns), and the link of the search's parent run (its description, charts and artifacts); see
+:func:`wsnas._search._tracking.search_links` (MLflow's REST API, no MLflow import).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -29,7 +27,7 @@ import click
 from wsnas._lifeline import die_with_parent, guarded
 from wsnas.cli._common import CliError, ErrorLineGroup, one_line_errors, tracking_uri_option
 
-__all__ = ["ui_cmd", "track_group", "ui_command_line", "UI_ENV", "search_links"]
+__all__ = ["ui_cmd", "track_group", "ui_command_line", "UI_ENV"]
 
 #: the environment of the ``mlflow ui`` server unless the user's says otherwise: no job runner (MLflow 3's
 #: GenAI jobs: five more processes that a search's UI does not use, and CPU while it starts) and no usage
@@ -50,53 +48,6 @@ def ui_command_line(store_uri: str, port: int) -> list[str]:
     one worker process, not MLflow's default four, for one person's browser."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1"]  # fmt: skip
-
-
-def _api(base: str, path: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
-    """One call of MLflow's REST API at ``base`` (POST with a JSON ``body``, else GET)."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data, method="GET" if data is None else "POST",
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read() or b"{}")
-
-
-def search_links(base: str, *, fix: bool = True, timeout: float = 10.0) -> tuple[str, str | None]:
-    """``(runs link, parent run link)`` of the latest search (the running one, else the last to finish)
-    in the MLflow server at ``base``; ``(base, None)`` when it holds no search.
-
-    With ``fix``, an experiment that lacks the model-training kind or the runs view, or a parent run that
-    lacks its description (made before they existed), gets them first. Raises ``OSError``/``ValueError``
-    when the server does not answer properly."""
-    from wsnas._search._tracker import VIEW_TAG, experiment_tags, runs_link, search_description
-
-    exps = _api(base, "experiments/search", {"max_results": 1000}, timeout).get("experiments", [])
-    ids = [e["experiment_id"] for e in exps]
-    runs = _api(base, "runs/search", {"experiment_ids": ids, "filter": "tags.`wsnas.role` = 'search'",
-                                      "max_results": 1000}, timeout).get("runs", []) if ids else []  # fmt: skip
-    if not runs:
-        return base, None
-
-    def recency(run: dict[str, Any]) -> tuple[bool, int, int]:
-        info = run["info"]
-        return info.get("status") == "RUNNING", int(info.get("end_time") or 0), int(info.get("start_time") or 0)
-
-    run = max(runs, key=recency)
-    exp_id, run_id = run["info"]["experiment_id"], run["info"]["run_id"]
-    tags = {t["key"]: t.get("value") for e in exps if e["experiment_id"] == exp_id for t in e.get("tags", [])}
-    if fix:
-        params = {p["key"]: p.get("value") for p in run.get("data", {}).get("params", [])}
-        for key, value in experiment_tags(params.get("objectives")).items():
-            if key not in tags:
-                _api(base, "experiments/set-experiment-tag", {"experiment_id": exp_id, "key": key, "value": value},
-                     timeout)  # fmt: skip
-                tags[key] = value
-        run_tags = {t["key"]: t.get("value") for t in run.get("data", {}).get("tags", [])}
-        if "mlflow.note.content" not in run_tags and params:
-            note = search_description(run_tags.get("wsnas.study", run_id), params)
-            _api(base, "runs/set-tag", {"run_id": run_id, "key": "mlflow.note.content", "value": note}, timeout)
-    parent = f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"
-    return runs_link(base, exp_id, view=VIEW_TAG in tags), parent
 
 
 def _has_fd(stream: Any) -> bool:
@@ -121,6 +72,8 @@ def _answering(base: str, proc: subprocess.Popen[bytes]) -> bool:
 
 
 def _print_links(base: str, uri: str) -> None:
+    from wsnas._search import search_links
+
     try:
         runs, parent = search_links(base)
     except (OSError, ValueError, KeyError) as exc:  # an old or odd server: its plain address still helps
@@ -154,6 +107,8 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
     with one_line_errors():
         uri = _tracking_uri(tracking_uri, output_dir)
         if uri.startswith(("http://", "https://")):
+            from wsnas._search import search_links
+
             try:
                 runs = search_links(uri.rstrip("/"), fix=False, timeout=5)[0]
             except (OSError, ValueError, KeyError):  # not answering now: its address is still the UI's
