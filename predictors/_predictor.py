@@ -18,7 +18,6 @@ starts each member from that encoder with a fresh score head.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,11 +27,12 @@ import torch
 
 from wsnas._arch import Arch
 from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
+from wsnas.predictors._checkpoint import fit_key, open_checkpoint
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
+from wsnas.predictors._fit import fit_members, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
-from wsnas.predictors._pretrain import param_groups, start_state
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -201,6 +201,7 @@ class WeightPredictor:
         pretrained_lr_scale: float = 0.3,
         target_name: str = "target",
         progress: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> WeightPredictor:
         """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture);
         after :meth:`pretrain`, from the pretrained encoder (learning at ``lr * pretrained_lr_scale``, 0:
@@ -208,8 +209,15 @@ class WeightPredictor:
         held out; each member keeps the epoch of best validation Spearman and stops after ``patience``
         epochs without improvement. With ``val_fraction=0`` every member trains for ``epochs`` epochs.
 
+        With ``checkpoint`` (a file path), the progress is saved there as the fit goes (every few seconds and
+        after each member); the same call after a stop (Ctrl-C, a crash) resumes from it and ends with the
+        predictor an unstopped fit gives. The file is removed when the fit completes (see
+        :mod:`wsnas.predictors._checkpoint`).
+
         Raises:
-            ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options.
+            ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options, a
+                ``checkpoint`` file of another fit (other data or options).
+            wsnas.PredictorFileError: ``checkpoint`` is not a fit checkpoint.
         """
         arch_list = self._archs(archs)
         y = as_targets(targets, len(arch_list))
@@ -234,31 +242,18 @@ class WeightPredictor:
         train_g = [graphs[i] for i in train_idx]
         val_g = [graphs[i] for i in val_idx]
         z = self._z(y[train_idx])
+        ckpt = None
+        if checkpoint is not None:
+            options = {"val_fraction": val_fraction, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                       "weight_decay": weight_decay, "patience": patience, "regression_weight": regression_weight,
+                       "pretrained_lr_scale": pretrained_lr_scale}  # fmt: skip
+            ckpt = open_checkpoint(checkpoint, fit_key(self, arch_list, y, options))
         bar = progress_bar(self.ensemble * epochs, "fit", progress)
-        member_best = []
-        for i, member in enumerate(self.members):
-            member.load_state_dict(start_state(self, i))  # fit starts from scratch (or the pretrained encoder)
-            opt = torch.optim.AdamW(param_groups(self, member, lr, pretrained_lr_scale), weight_decay=weight_decay)
-            rng = np.random.default_rng([self.seed, i])
-            best, best_state, waited = -math.inf, None, 0
-            for epoch in range(epochs):
-                self._epoch(member, opt, train_g, z, rng, batch_size, regression_weight)
-                bar.update(1)
-                if not val_g:
-                    continue
-                rho = spearman(self._raw_scores(member, val_g), y[val_idx])
-                rho = -1.0 if math.isnan(rho) else rho
-                if rho > best:
-                    best, best_state, waited = rho, copy.deepcopy(member.state_dict()), 0
-                else:
-                    waited += 1
-                bar.set_postfix(member=i, val_spearman=f"{best:.3f}")
-                if waited >= patience:
-                    bar.update(epochs - 1 - epoch)
-                    break
-            if best_state is not None:
-                member.load_state_dict(best_state)
-            member_best.append(best if val_g else None)
+        member_best = fit_members(
+            self, train_g, z, val_g, y[val_idx], epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            patience=patience, regression_weight=regression_weight, pretrained_lr_scale=pretrained_lr_scale, bar=bar,
+            checkpoint=ckpt,
+        )  # fmt: skip
         bar.close()
         self.fitted = True
         val_rho = (
@@ -272,32 +267,9 @@ class WeightPredictor:
         event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
         event["train_loss"] = self._loss(train_g, z, regression_weight)
         self.history = [event]
+        if ckpt is not None:
+            ckpt.remove()
         return self
-
-    def _epoch(
-        self,
-        member: WeightEncoder,
-        opt: torch.optim.Optimizer,
-        graphs: list[ParamGraph],
-        z: torch.Tensor,
-        rng: np.random.Generator,
-        batch_size: int,
-        regression_weight: float,
-    ) -> None:
-        member.train()
-        order = rng.permutation(len(graphs))
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            if len(idx) < 2:  # a lone straggler has no pairs to rank
-                continue
-            g = batch_graphs([graphs[j] for j in idx]).to(self.device)
-            zb = z[torch.as_tensor(idx)].to(self.device)  # [b]
-            s = member(g)  # [b]
-            loss = ranking_loss(s, zb, regression_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
-            opt.step()
 
     def _loss(self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float) -> float:
         """Mean over members of the full-set loss (ranking over all pairs + weighted MSE)."""
@@ -355,7 +327,7 @@ class WeightPredictor:
             opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
             rng = np.random.default_rng([self.seed, i, step])
             for _ in range(epochs):
-                self._epoch(member, opt, graphs, z, rng, batch_size, regression_weight)
+                train_epoch(self, member, opt, graphs, z, rng, batch_size, regression_weight)
                 bar.update(1)
         bar.close()
         if self.layer_types is not None:

@@ -165,3 +165,37 @@ def test_cli_finetune_missing_files_are_one_error_line(saved_predictor, tmp_path
                  "--n", "4", "--out", str(tmp_path / "o.st"))  # fmt: skip
     assert result.exit_code == 2 and result.output.startswith("error: predictor file"), result.output
     assert "does not exist" in result.output
+
+
+def test_train_stopped_by_ctrl_c_resumes_to_the_same_predictor(trained_by_cli, monkeypatch) -> None:
+    import torch
+
+    import wsnas.predictors._checkpoint as checkpoint_module
+    import wsnas.predictors._fit as fit_module
+
+    folder, _, _, options = trained_by_cli
+    real, calls = fit_module.train_epoch, []
+
+    def ctrl_c_in_the_fifth_epoch(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        calls.append(1)
+        real(*args, **kwargs)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module, "SAVE_EVERY", 0.0)
+    monkeypatch.setattr(fit_module, "train_epoch", ctrl_c_in_the_fifth_epoch)
+    args = ["predictor", "train", "--zoo", str(folder / "zoo.jsonl"), "--out", str(folder / "q.st"), *options]
+    stopped = CliRunner().invoke(cli(), args)
+    ckpt = folder / "q.st.ckpt"
+    assert stopped.exit_code == 130, stopped.output
+    assert f"interrupted: progress is saved in '{ckpt}'; run the same command again to resume" in stopped.output
+    assert ckpt.is_file() and not (folder / "q.st").exists()
+
+    monkeypatch.setattr(fit_module, "train_epoch", real)
+    resumed = CliRunner().invoke(cli(), args)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming from the checkpoint '{ckpt}'" in resumed.output and not ckpt.exists()
+    # the same members, bit for bit, as the unstopped run of the same command (the fixture's p.st)
+    a, b = load(folder / "p.st"), load(folder / "q.st")
+    for ma, mb in zip(a.members, b.members):
+        assert all(torch.equal(v, mb.state_dict()[k]) for k, v in ma.state_dict().items())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +37,9 @@ __all__ = [
     "tracking_uri_option",
     "no_tracking_option",
     "tracking_choice",
+    "Terminated",
+    "stops_cleanly",
+    "raise_terminated",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,6 +52,31 @@ class CliError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be (see :func:`stops_cleanly`), so that both stop the same way."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler that raises :class:`Terminated`."""
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def stops_cleanly(message: Callable[[], str] | str) -> Iterator[None]:
+    """Ctrl-C (exit 130) and SIGTERM (exit 143) inside end the command with one line on stderr:
+    ``interrupted: MESSAGE`` (or ``terminated (SIGTERM): ...``); ``message`` may be a function called then."""
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the message short
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"\n{how}: {message() if callable(message) else message}", err=True)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def os_error_line(exc: OSError) -> str:

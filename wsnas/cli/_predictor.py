@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ from wsnas.cli._common import (
     parse_size,
     quiet_option,
     size_option,
+    stops_cleanly,
     zoo_files_option,
 )
 
@@ -111,6 +113,8 @@ def load_pretrained(path: str) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the encoders, split and weights.")
 @click.option("--pretrained", "pretrained_path", default=None, metavar="FILE",
               help="Start from this pretrained predictor (its encoder, ensemble, width and seed).")  # fmt: skip
+@click.option("--checkpoint", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Progress file: Ctrl-C keeps it, the same command resumes from it  [default: OUT.ckpt]")  # fmt: skip
 @encoder_options
 @quiet_option
 def train_cmd(
@@ -122,6 +126,7 @@ def train_cmd(
     epochs: int,
     seed: int,
     pretrained_path: str | None,
+    checkpoint: str | None,
     hidden: int,
     layers: int,
     aggregators: str | None,
@@ -133,6 +138,10 @@ def train_cmd(
     Prints the validation Spearman correlation of the ensemble. Networks are encoded at the width of the
     shipped predictors (NB201: C=2, N=1; see wsnas.predictors.default_transfer_size) unless --size says
     otherwise. With --pretrained, every encoder starts from that pretrained predictor's encoder.
+
+    The progress is saved to the --checkpoint file every few seconds and after each encoder: after Ctrl-C
+    (or a crash) the same command resumes from it and writes the predictor an unstopped run writes. The
+    file is removed once OUT is written.
     """
 
     with one_line_errors():
@@ -157,7 +166,17 @@ def train_cmd(
                 size = parse_size(size_items) or default_transfer_size(space)
                 config = encoder_config(hidden, layers, aggregators)
                 pred = WeightPredictor(space, encoder=config, ensemble=ensemble, seed=seed, size=size)
-            pred.fit(archs, y, epochs=epochs, target_name=target, progress=not quiet)
+            ckpt = Path(checkpoint if checkpoint is not None else f"{out}.ckpt")
+            if ckpt.exists():
+                click.echo(f"resuming from the checkpoint {str(ckpt)!r}", err=True)
+
+            def saved() -> str:
+                if ckpt.exists():
+                    return f"progress is saved in {str(ckpt)!r}; run the same command again to resume"
+                return "nothing was saved yet (the first checkpoint comes a few seconds into training)"
+
+            with stops_cleanly(saved):
+                pred.fit(archs, y, epochs=epochs, target_name=target, progress=not quiet, checkpoint=ckpt)
         except (TypeError, ValueError) as exc:
             raise CliError(f"predictor training failed: {exc}") from None
         assert pred.training_data is not None

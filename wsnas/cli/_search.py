@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from wsnas.cli._common import (
     recipe_given,
     recipe_options,
     size_option,
+    stops_cleanly,
     task_from_options,
     tracking_choice,
     tracking_uri_option,
@@ -226,26 +225,10 @@ def _torch_one_thread() -> None:
     torch.set_num_threads(1)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be: the evaluation in flight is given back the same way."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise _Terminated()
-
-
 def _interruptible(run: Any) -> Any:
     """Run the search; Ctrl-C (exit 130) and SIGTERM (exit 143) stop it cleanly, with a message."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with stops_cleanly("finished evaluations are stored; run the same command again to resume"):
         return run()
-    except KeyboardInterrupt as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the message short
-        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        click.echo(f"\n{how}: finished evaluations are stored; run the same command again to resume", err=True)
-        sys.exit(143 if isinstance(exc, _Terminated) else 130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _fmt(value: Any, spec: str) -> str:

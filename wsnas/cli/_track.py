@@ -25,7 +25,14 @@ from typing import Any
 import click
 
 from wsnas._lifeline import die_with_parent, guarded
-from wsnas.cli._common import CliError, ErrorLineGroup, one_line_errors, tracking_uri_option
+from wsnas.cli._common import (
+    CliError,
+    ErrorLineGroup,
+    Terminated,
+    one_line_errors,
+    raise_terminated,
+    tracking_uri_option,
+)
 
 __all__ = ["ui_cmd", "track_group", "ui_command_line", "UI_ENV"]
 
@@ -130,7 +137,7 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
             stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else None,  # stdout: the links only
             preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # kill -9 of wsnas ui stops the server too
         )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         base = f"http://127.0.0.1:{port}"
         if _answering(base, proc):
@@ -143,17 +150,9 @@ def ui_cmd(output_dir: str, tracking_uri: str | None, port: int) -> None:
         proc.terminate()  # the guard ends the server and every process it started
         proc.wait()
         click.echo("MLflow UI stopped", err=True)
-        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be, so that both stop the same way."""
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise _Terminated()
 
 
 @click.group("track", cls=ErrorLineGroup)
