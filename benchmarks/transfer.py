@@ -2,6 +2,7 @@
 
     python benchmarks/transfer.py [--predictor nb201] [--zoo nb101=FILE --zoo macro=FILE] \\
         [--budgets 10,25,50] [--seeds 5] [--test-fraction 0.5] [--data-dir CIFAR_DIR] [--threads 1]
+    python benchmarks/transfer.py --leave-one-out --zoo nb201=FILE --zoo nb101=FILE --zoo macro=FILE ...
 
 For each target space, its zoo's distinct architectures are split once into a held-out test set (about
 ``--test-fraction`` of them, chosen by a hash of each architecture, so growing a zoo never moves one across)
@@ -12,6 +13,10 @@ and a pool. On the test set it reports Spearman and Kendall for
 * ``scratch``: the same encoder configuration and ensemble trained from scratch on the same K labels
   (:meth:`WeightPredictor.fit` with its defaults: 20% of the K held out for early stopping);
 * every zero-cost proxy (``params`` and ``flops`` included), at the width the zoo was trained at.
+
+With ``--leave-one-out`` the predictor of each target space is trained, for this report, on the zoos of
+every other space given (one multi-space fit, ``WeightPredictor.fit(other_spaces=...)``, from the
+``--pretrained`` encoder if given): the honest test of a new space, whose labels it never saw.
 
 K draws use seeds ``0 .. --seeds - 1`` (median, min and max over them). Prints a markdown table per space,
 then one JSON line per measurement and a last JSON line with the settings.
@@ -37,12 +42,14 @@ import numpy as np
 
 #: the width each in-house zoo was trained at (see predictors/_shipped/README.md): the zero-cost proxies see this
 ZOO_SIZES: dict[str, dict[str, Any]] = {
-    "nb101": {"C": 8, "stacks": 3, "cells_per_stack": 1},
-    "macro": {"width_mult": 0.125},
+    "nb201": {"C": 16, "N": 1},
+    "nb101": {"C": 16, "stacks": 3, "cells_per_stack": 1},
+    "macro": {"width_mult": 0.25},
 }
+#: the faithful-recipe zoos (3 epochs, 16x16, 9k images, cosine; predictors/_shipped/README.md)
 DEFAULT_ZOOS = {
-    "nb101": "predictors/_shipped/zoos/nb101-cifar10-onecycle.jsonl",
-    "macro": "predictors/_shipped/zoos/macro-cifar10-onecycle.jsonl",
+    "nb101": "predictors/_shipped/zoos/nb101-cifar10-e3c16.jsonl",
+    "macro": "predictors/_shipped/zoos/macro-cifar10-e3w25.jsonl",
 }
 #: encoding widths tried by --select
 WIDTHS: dict[str, list[dict[str, Any]]] = {
@@ -52,6 +59,10 @@ WIDTHS: dict[str, list[dict[str, Any]]] = {
 #: fine-tuning settings tried by --select: (epochs, lr)
 FT_GRID = [(10, 3e-4), (30, 3e-4), (100, 3e-4), (100, 1e-3)]
 ZERO_COST = ("synflow", "naswot", "snip", "grad_norm", "jacob_cov", "params", "flops")
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
 
 
 def metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float | None]:
@@ -114,7 +125,45 @@ def report(space: str, rows: list[dict[str, Any]], n_test: int, n_pool: int) -> 
     return "\n".join(lines) + "\n"
 
 
-def load_target(space_name: str, path: str, predictor: str, test_fraction: float) -> tuple:
+def leave_one_out(args: argparse.Namespace, zoos: dict[str, str], target: str) -> Any:
+    """A predictor trained on every zoo but ``target``'s (one multi-space fit, from ``--pretrained`` if given)."""
+    from wsnas.predictors import WeightPredictor, load
+
+    sources = [path for name, path in zoos.items() if name != target]
+    t0 = time.perf_counter()
+    if args.pretrained:  # its encoder, on a predictor bound to the first source space
+        from wsnas.predictors import default_transfer_size, zoo_spaces
+        from wsnas.search_spaces import get_space
+
+        pre, primary = load(args.pretrained), get_space(zoo_spaces(sources)[0])
+        pred = WeightPredictor(primary, encoder=pre.encoder, ensemble=pre.ensemble, seed=pre.seed,
+                               size=default_transfer_size(primary))  # fmt: skip
+        pred._pretrained, pred.pretraining = pre._pretrained, pre.pretraining
+        pred.fit(*_joint(sources, primary.name), progress=False, target_name="val_acc",
+                 other_spaces=_others(sources, primary.name))  # fmt: skip
+    else:
+        pred = WeightPredictor.from_zoo(sources, progress=False)
+    fit = pred.history[-1]
+    per_space = {k: v.get("val_spearman") for k, v in (fit.get("spaces") or {}).items()}
+    print(f"# {target} held out: trained on {list(fit.get('spaces') or [pred.space.name])} ({fit['n']} cells, "
+          f"{time.perf_counter() - t0:.0f} s): validation Spearman per space {per_space}", file=sys.stderr, flush=True)
+    return pred
+
+
+def _joint(paths: list[str], space: str) -> tuple[list, np.ndarray]:
+    from wsnas.predictors import zoo_training_set
+
+    _, archs, y, _ = zoo_training_set(paths, space, "val_acc")
+    return archs, y
+
+
+def _others(paths: list[str], primary: str) -> dict[str, tuple[list, np.ndarray]]:
+    from wsnas.predictors import zoo_spaces
+
+    return {n: _joint(paths, n) for n in zoo_spaces(paths) if n != primary}
+
+
+def load_target(space_name: str, path: str, predictor: Any, test_fraction: float) -> tuple:
     from wsnas.predictors import load
     from wsnas.predictors._training import zoo_training_set
 
@@ -122,7 +171,7 @@ def load_target(space_name: str, path: str, predictor: str, test_fraction: float
     test, pool = split([a.hash for a in archs], test_fraction)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        base = load(predictor).transfer(space)
+        base = (load(predictor) if isinstance(predictor, str) else predictor).transfer(space)
     for w in caught:
         print(f"# {space_name}: {w.message}", file=sys.stderr)
     return space, archs, y, test, pool, base
@@ -133,7 +182,8 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
     from wsnas.predictors import ZeroCostBaseline
     from wsnas.predictors._evaluate import _zoo_task
 
-    space, archs, y, test, pool, base = load_target(name, path, args.predictor, args.test_fraction)
+    source = leave_one_out(args, args.zoo_map, name) if args.leave_one_out else args.predictor
+    space, archs, y, test, pool, base = load_target(name, path, source, args.test_fraction)
     t_archs, y_t = [archs[i] for i in test], y[test]
     rows: list[dict[str, Any]] = []
 
@@ -218,11 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select-seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder for the zero-cost proxies")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--leave-one-out", action="store_true",
+                        help="per target space, train a predictor on the other zoos, not --predictor")  # fmt: skip
+    parser.add_argument("--pretrained", default=None, help="with --leave-one-out: start from this pretrained file")
+    parser.add_argument("--zoo-size", action="append", default=[], metavar="SPACE=K=V[,K=V]",
+                        help="the width a zoo was trained at, for its proxies (default: ZOO_SIZES)")  # fmt: skip
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     zoos = dict(z.split("=", 1) for z in args.zoo) if args.zoo else dict(DEFAULT_ZOOS)
+    args.zoo_map = zoos
+    for item in args.zoo_size:
+        name, spec = item.split("=", 1)
+        ZOO_SIZES[name] = {k: _number(v) for k, v in (kv.split("=", 1) for kv in spec.split(","))}
     args.budgets = [int(b) for b in args.budgets.split(",")]
     t0 = time.perf_counter()
     rows = run_select(args, zoos) if args.select else run_report(args, zoos)

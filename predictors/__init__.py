@@ -16,9 +16,12 @@ from typing import Any
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["EncoderConfig", "WeightEncoder", "AGGREGATORS"], "wsnas.predictors._encoder"),
     **dict.fromkeys(["ZERO_COST_PROXIES", "zero_cost", "zero_cost_all"], "wsnas.predictors._zero_cost"),
-    **dict.fromkeys(["WeightPredictor", "Prediction", "load"], "wsnas.predictors._predictor"),
     **dict.fromkeys(
-        ["pairwise_ranking_loss", "spearman", "zoo_training_set", "ZOO_TARGETS"], "wsnas.predictors._training"
+        ["WeightPredictor", "Prediction", "load", "default_predictor", "MULTI_SPACE"], "wsnas.predictors._predictor"
+    ),
+    **dict.fromkeys(
+        ["pairwise_ranking_loss", "spearman", "zoo_training_set", "zoo_spaces", "ZOO_TARGETS"],
+        "wsnas.predictors._training",
     ),
     **dict.fromkeys(["save", "SHIPPED_DIR", "download_predictor"], "wsnas.predictors._persist"),
     **dict.fromkeys(

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from wsnas.encoding import ParamGraph, batch_graphs
-from wsnas.predictors._checkpoint import FitCheckpoint, FitState
+from wsnas.predictors._checkpoint import FitCheckpoint, FitState, fit_key, open_checkpoint
 from wsnas.predictors._pretrain import param_groups, start_state
-from wsnas.predictors._training import ranking_loss, spearman
+from wsnas.predictors._training import finite_or_none, progress_bar, ranking_loss, spearman
 
 if TYPE_CHECKING:
+    from wsnas._arch import Arch
+    from wsnas.encoding import CandidateGraphs
     from wsnas.predictors._encoder import WeightEncoder
     from wsnas.predictors._predictor import WeightPredictor
+    from wsnas.search_spaces import SearchSpace
 
-__all__ = ["fit_members", "train_epoch"]
+__all__ = ["fit_members", "fit_spaces", "space_graphs", "train_epoch"]
 
 
 def train_epoch(
@@ -67,8 +72,7 @@ def fit_members(
     pred: WeightPredictor,
     train_g: list[ParamGraph],
     z: torch.Tensor,
-    val_g: list[ParamGraph],
-    y_val: np.ndarray,
+    validate: Callable[[WeightEncoder], float] | None,
     *,
     epochs: int,
     batch_size: int,
@@ -80,10 +84,10 @@ def fit_members(
     bar: Any,
     checkpoint: FitCheckpoint | None = None,
 ) -> list[float | None]:
-    """Train every member of ``pred`` on ``(train_g, z [n_train])``, early-stopping on the Spearman of
-    ``val_g`` against ``y_val [n_val]`` (none: ``epochs`` epochs each); each keeps its best epoch. With
+    """Train every member of ``pred`` on ``(train_g, z [n_train])``, early-stopping on ``validate(member)``
+    (higher is better: a validation Spearman; ``None``: ``epochs`` epochs each); each keeps its best epoch. With
     ``checkpoint``, progress is saved as the fit goes and a saved state (``checkpoint.resumed``) is
-    resumed. Returns each member's best validation Spearman (``None`` without validation)."""
+    resumed. Returns each member's best validation score (``None`` without ``validate``)."""
     state = checkpoint.resumed if checkpoint is not None and checkpoint.resumed is not None else FitState(member=0)
     for i, done in enumerate(state.done):
         pred.members[i].load_state_dict(done)
@@ -105,8 +109,8 @@ def fit_members(
         for epoch in range(start, epochs):
             train_epoch(pred, member, opt, train_g, z, rng, batch_size, regression_weight)
             bar.update(1)
-            if val_g:
-                rho = spearman(pred._raw_scores(member, val_g), y_val)
+            if validate is not None:
+                rho = validate(member)
                 rho = -1.0 if math.isnan(rho) else rho
                 if rho > best:
                     best, best_state, waited = rho, copy.deepcopy(member.state_dict()), 0
@@ -124,8 +128,115 @@ def fit_members(
                 break
         if best_state is not None:
             member.load_state_dict(best_state)
-        member_best.append(best if val_g else None)
+        member_best.append(best if validate is not None else None)
         state = FitState(member=i + 1, done=[*state.done, copy.deepcopy(member.state_dict())], member_best=member_best)
         if checkpoint is not None and i + 1 < pred.ensemble:
             checkpoint.save(state, force=True)
     return member_best
+
+
+def space_graphs(candidates: CandidateGraphs, archs: Sequence[Arch], seed: int, chunk: int = 256) -> list[ParamGraph]:
+    """One graph per (validated) architecture at ``candidates``' width, weights generated from ``seed``."""
+    out: list[ParamGraph] = []
+    for i in range(0, len(archs), chunk):
+        part = archs[i : i + chunk]
+        out.extend(candidates._graphs(part, [seed] * len(part), "cpu").unbatch())
+    return out
+
+
+def fit_spaces(
+    pred: WeightPredictor,
+    data: Sequence[tuple[SearchSpace, list[Arch], np.ndarray]],
+    *,
+    sizes: Mapping[str, dict[str, Any]],
+    val_fraction: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    patience: int,
+    regression_weight: float,
+    pretrained_lr_scale: float,
+    target_name: str,
+    progress: bool,
+    checkpoint: str | os.PathLike[str] | None,
+) -> None:
+    """:meth:`WeightPredictor.fit` on validated ``(space, archs, targets [n])`` sets, ``pred.space``'s first.
+
+    Each set holds out its own ``val_fraction`` (at least 3; set ``k``'s split drawn with
+    ``default_rng(seed)`` for ``k = 0``, ``default_rng([seed, k])`` after) and has its targets standardised
+    by its own training mean and std, so every space contributes ranks on one scale; set 0's statistics
+    become ``pred.target``. Other spaces' networks are encoded at ``sizes[name]`` (default
+    :func:`~wsnas.predictors.default_transfer_size`). Early stopping reads the mean over sets of the
+    validation Spearman. With several sets the card's ``training_data["spaces"]`` records each one's size,
+    counts and target statistics (what :meth:`~WeightPredictor.transfer` to that space uses).
+    """
+    from wsnas.encoding import CandidateGraphs
+    from wsnas.predictors._transfer import default_transfer_size, layer_types
+
+    sets, train_g, z_parts, types = [], [], [], set()
+    for k, (space, archs, y) in enumerate(data):
+        if k == 0:
+            candidates = pred.candidates
+        else:
+            size = sizes.get(space.name) or default_transfer_size(space)
+            candidates = CandidateGraphs(space, size=size, init=pred.candidates.init)
+        n_val = max(round(val_fraction * len(archs)), 3) if val_fraction > 0 else 0
+        if len(archs) < 4 or len(archs) - n_val < 2:
+            raise ValueError(
+                f"fit needs at least 4 architectures of {space.name!r} and 2 more than the {n_val} it holds out "
+                f"for validation (val_fraction={val_fraction}, at least 3), got {len(archs)}"
+            )
+        perm = np.random.default_rng(pred.seed if k == 0 else [pred.seed, k]).permutation(len(archs))
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        std = float(y[train_idx].std())
+        stats = {"mean": float(y[train_idx].mean()), "std": std if std > 0 else 1.0}
+        graphs = space_graphs(candidates, archs, pred.seed)
+        train_g += [graphs[i] for i in train_idx]
+        z_parts.append((y[train_idx] - stats["mean"]) / stats["std"])
+        sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
+                     **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
+        types.update(layer_types(candidates, archs, seed=pred.seed))
+    pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
+    z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
+    validation = [s["val"] for s in sets if s["n_val"]]
+
+    def validate(member: WeightEncoder) -> float:
+        return float(np.mean([spearman(pred._raw_scores(member, g), yv) for g, yv in validation]))
+
+    ckpt = None
+    if checkpoint is not None:
+        options = {"val_fraction": val_fraction, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                   "weight_decay": weight_decay, "patience": patience, "regression_weight": regression_weight,
+                   "pretrained_lr_scale": pretrained_lr_scale, "sizes": [s["size"] for s in sets]}  # fmt: skip
+        names = [f"{space.name}:{space.to_string(a)}" for space, archs, _ in data for a in archs]
+        ckpt = open_checkpoint(checkpoint, fit_key(pred, names, np.concatenate([y for *_, y in data]), options))
+    bar = progress_bar(pred.ensemble * epochs, "fit", progress)
+    member_best = fit_members(
+        pred, train_g, z, validate if validation else None, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, patience=patience, regression_weight=regression_weight,
+        pretrained_lr_scale=pretrained_lr_scale, bar=bar, checkpoint=ckpt,
+    )  # fmt: skip
+    bar.close()
+    pred.fitted = True
+    per_space = [
+        spearman(np.mean([pred._raw_scores(m, g) for m in pred.members], 0), yv) if len(g) else None
+        for g, yv in (s["val"] for s in sets)
+    ]
+    n, n_val = sum(s["n"] for s in sets), sum(s["n_val"] for s in sets)
+    pred.training_data = {"source": "arrays", "n": n, "n_val": n_val, "target": target_name}
+    pred.layer_types = sorted(types)
+    event = {"event": "fit", "space": pred.space.name, "size": dict(pred.candidates.size), "n": n, "n_val": n_val}
+    event.update({"epochs": epochs, "lr": lr, "pretrained": pred._pretrained is not None})
+    event["val_spearman"] = finite_or_none(per_space[0])
+    event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
+    if len(sets) > 1:
+        spaces = {s["space"]: {k: v for k, v in s.items() if k not in ("space", "val")} for s in sets}
+        for entry, rho in zip(spaces.values(), per_space):
+            entry["val_spearman"] = finite_or_none(rho)
+        pred.training_data["spaces"] = spaces
+        event["spaces"] = copy.deepcopy(spaces)
+    event["train_loss"] = pred._loss(train_g, z, regression_weight)
+    pred.history = [event]
+    if ckpt is not None:
+        ckpt.remove()

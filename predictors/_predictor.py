@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,9 +27,8 @@ import torch
 
 from wsnas._arch import Arch
 from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
-from wsnas.predictors._checkpoint import fit_key, open_checkpoint
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
-from wsnas.predictors._fit import fit_members, train_epoch
+from wsnas.predictors._fit import fit_spaces, space_graphs, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
@@ -37,10 +36,9 @@ from wsnas.predictors._training import (
     Prediction,
     as_targets,
     check_positive,
-    finite_or_none,
     progress_bar,
     ranking_loss,
-    spearman,
+    zoo_spaces,
     zoo_training_set,
 )
 from wsnas.predictors._transfer import layer_types, transfer
@@ -49,7 +47,7 @@ if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
-__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load"]
+__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load", "default_predictor", "MULTI_SPACE"]
 
 
 class WeightPredictor:
@@ -142,11 +140,7 @@ class WeightPredictor:
 
     def _single_graphs(self, archs: Sequence[Arch], batch_size: int = 256) -> list[ParamGraph]:
         """One graph per architecture, built once (in chunks of ``batch_size``) and reused every epoch."""
-        out: list[ParamGraph] = []
-        for i in range(0, len(archs), batch_size):
-            chunk = archs[i : i + batch_size]
-            out.extend(self.candidates._graphs(chunk, [self.seed] * len(chunk), "cpu").unbatch())
-        return out
+        return space_graphs(self.candidates, archs, self.seed, batch_size)
 
     def _z(self, targets: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((targets - self.target["mean"]) / self.target["std"], dtype=torch.float32)
@@ -202,6 +196,9 @@ class WeightPredictor:
         target_name: str = "target",
         progress: bool = True,
         checkpoint: str | os.PathLike[str] | None = None,
+        other_spaces: Mapping[str | SearchSpace, tuple[Sequence[Arch | str], Sequence[float] | np.ndarray]]
+        | None = None,
+        other_sizes: Mapping[str, dict[str, Any]] | None = None,
     ) -> WeightPredictor:
         """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture);
         after :meth:`pretrain`, from the pretrained encoder (learning at ``lr * pretrained_lr_scale``, 0:
@@ -214,11 +211,19 @@ class WeightPredictor:
         predictor an unstopped fit gives. The file is removed when the fit completes (see
         :mod:`wsnas.predictors._checkpoint`).
 
+        ``other_spaces`` (space or name -> ``(archs, targets)``) trains on labelled architectures of more
+        spaces at once, their networks encoded at ``other_sizes[name]`` (default: the space's transfer
+        width); each space's targets are standardised on their own and holds out its own validation set
+        (see :func:`wsnas.predictors._fit.fit_spaces`). :meth:`transfer` to one of them then uses its width
+        and target statistics.
+
         Raises:
             ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options, a
                 ``checkpoint`` file of another fit (other data or options).
             wsnas.PredictorFileError: ``checkpoint`` is not a fit checkpoint.
         """
+        from wsnas.search_spaces import get_space
+
         arch_list = self._archs(archs)
         y = as_targets(targets, len(arch_list))
         if len(arch_list) < 4:
@@ -234,41 +239,19 @@ class WeightPredictor:
                 f"fit holds out {n_val} architectures for validation (val_fraction={val_fraction}, at least 3) "
                 f"and needs 2 more to train on, got {len(arch_list)} in all"
             )
-        perm = np.random.default_rng(self.seed).permutation(len(arch_list))
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        std = float(y[train_idx].std())
-        self.target = {"name": target_name, "mean": float(y[train_idx].mean()), "std": std if std > 0 else 1.0}
-        graphs = self._single_graphs(arch_list)
-        train_g = [graphs[i] for i in train_idx]
-        val_g = [graphs[i] for i in val_idx]
-        z = self._z(y[train_idx])
-        ckpt = None
-        if checkpoint is not None:
-            options = {"val_fraction": val_fraction, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                       "weight_decay": weight_decay, "patience": patience, "regression_weight": regression_weight,
-                       "pretrained_lr_scale": pretrained_lr_scale}  # fmt: skip
-            ckpt = open_checkpoint(checkpoint, fit_key(self, arch_list, y, options))
-        bar = progress_bar(self.ensemble * epochs, "fit", progress)
-        member_best = fit_members(
-            self, train_g, z, val_g, y[val_idx], epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            patience=patience, regression_weight=regression_weight, pretrained_lr_scale=pretrained_lr_scale, bar=bar,
-            checkpoint=ckpt,
+        data = [(self.space, arch_list, y)]
+        for name, (other_archs, other_y) in (other_spaces or {}).items():
+            space = get_space(name) if isinstance(name, str) else name
+            if space.name == self.space.name or space.name in [d[0].name for d in data]:
+                raise ValueError(f"other_spaces names {space.name!r} twice (the predictor's own space counts)")
+            others = [CandidateGraphs(space).arch(a) for a in other_archs]
+            data.append((space, others, as_targets(other_y, len(others))))
+        fit_spaces(
+            self, data, sizes=dict(other_sizes or {}), val_fraction=val_fraction, epochs=epochs,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
+            regression_weight=regression_weight, pretrained_lr_scale=pretrained_lr_scale, target_name=target_name,
+            progress=progress, checkpoint=checkpoint,
         )  # fmt: skip
-        bar.close()
-        self.fitted = True
-        val_rho = (
-            spearman(np.mean([self._raw_scores(m, val_g) for m in self.members], 0), y[val_idx]) if val_g else None
-        )
-        self.training_data = {"source": "arrays", "n": len(arch_list), "n_val": len(val_idx), "target": target_name}
-        self.layer_types = layer_types(self.candidates, arch_list, seed=self.seed)
-        event = {"event": "fit", "space": self.space.name, "size": dict(self.candidates.size), "n": len(arch_list)}
-        event.update({"n_val": len(val_idx), "epochs": epochs, "lr": lr, "pretrained": self._pretrained is not None})
-        event["val_spearman"] = finite_or_none(val_rho)
-        event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
-        event["train_loss"] = self._loss(train_g, z, regression_weight)
-        self.history = [event]
-        if ckpt is not None:
-            ckpt.remove()
         return self
 
     def _loss(self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float) -> float:
@@ -439,15 +422,22 @@ class WeightPredictor:
         """Fit on the records of wsnas zoo files (:meth:`wsnas.Zoo.load`), skipping diverged records.
 
         Records of one architecture (several seeds or tasks) are averaged into one target. ``space``
-        defaults to the records' space (they must all share one). ``fit_options`` go to :meth:`fit`;
-        ``target`` is one of ``val_acc``, ``val_loss``, ``params``, ``flops`` (scores predict it as is).
+        defaults to the records' space; when the records come from several spaces and ``space`` is
+        ``None``, the predictor trains on all of them at once (``fit(other_spaces=...)``), bound to the
+        first file's space. ``fit_options`` go to :meth:`fit`; ``target`` is one of ``val_acc``,
+        ``val_loss``, ``params``, ``flops`` (scores predict it as is).
 
         Raises:
-            ValueError: no usable record, several spaces, an unknown target field.
+            ValueError: no usable record, an unknown target field.
             wsnas.ZooFileError: a file is not a zoo.
         """
         path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        space_obj, archs, y, description = zoo_training_set(path_list, space, target)
+        names = zoo_spaces(path_list) if space is None else []
+        space_obj, archs, y, description = zoo_training_set(path_list, space or (names[0] if names else None), target)
+        if len(names) > 1:
+            others = {n: zoo_training_set(path_list, n, target) for n in names[1:]}
+            fit_options["other_spaces"] = {n: (a, t) for n, (_, a, t, _) in others.items()}
+            description["records"] += sum(d["records"] for *_, d in others.values())
         fit_options.setdefault("target_name", target)
         pred = cls(space_obj, encoder=encoder, ensemble=ensemble, seed=seed, size=size, device=device)
         pred.fit(archs, y, **fit_options)
@@ -469,3 +459,31 @@ def load(
         wsnas.PredictorFileError: the file is missing, not a wsnas predictor file, truncated or tampered with.
     """
     return load_as(WeightPredictor, path_or_name, device=device, space=space)
+
+
+#: the shipped predictor trained on the zoos of several spaces (``load("multi")``): the default of a space that
+#: has no shipped predictor of its own
+MULTI_SPACE = "multi"
+
+
+def default_predictor(space: SearchSpace | str, *, device: torch.device | str | None = None) -> WeightPredictor:
+    """The predictor ``wsnas predict`` and ``wsnas search`` use for ``space`` (an object or a registered name)
+    when none is given: its own shipped predictor (``load(space.name)``) if one is installed, else the
+    shipped multi-space predictor (:data:`MULTI_SPACE`) transferred to it (:meth:`WeightPredictor.transfer`:
+    the width and target statistics it was trained at for a space it was trained on; for another space the
+    default transfer width, and an :class:`~wsnas.predictors.UnseenLayerWarning` naming layer types none of
+    its zoos had).
+
+    Raises:
+        wsnas.PredictorFileError: neither is installed.
+        ValueError: ``space`` cannot be built at the transfer width.
+    """
+    from wsnas.predictors._persist import shipped_path
+    from wsnas.search_spaces import get_space
+
+    space_obj = get_space(space) if isinstance(space, str) else space
+    if shipped_path(space_obj.name).is_file():
+        return load(space_obj.name, device=device, space=space_obj)
+    if not shipped_path(MULTI_SPACE).is_file():
+        return load(space_obj.name, device=device)  # the loader's error: nothing is shipped for this space
+    return load(MULTI_SPACE, device=device).transfer(space_obj)

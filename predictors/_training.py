@@ -149,5 +149,16 @@ def zoo_training_set(
     return space_obj, archs, y, description
 
 
+def zoo_spaces(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The spaces of the records of zoo files, in order of first appearance (the first file's first)."""
+    from wsnas.training import Zoo
+
+    seen: dict[str, None] = {}
+    for p in paths:
+        if Path(p).is_file():
+            seen.update(dict.fromkeys(r.space for r in Zoo.load(p)))
+    return list(seen)
+
+
 def _is_finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

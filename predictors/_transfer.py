@@ -240,7 +240,9 @@ def transfer(
     cls: type[WeightPredictor],
 ) -> WeightPredictor:
     """A copy of ``pred`` bound to ``space``: the same trained members and target statistics, its networks
-    encoded at ``size`` (``None``: :func:`default_transfer_size`). See :meth:`WeightPredictor.transfer`.
+    encoded at ``size`` (``None``: :func:`default_transfer_size`). For a space the predictor was trained on
+    (``fit(other_spaces=...)``), ``size=None`` is the width it was trained at and the target statistics are
+    that space's. See :meth:`WeightPredictor.transfer`.
     ``cls`` is the class of the copy (the predictor passes its own base class: this module imports none)."""
     from wsnas.search_spaces import SearchSpace, get_space
 
@@ -252,7 +254,12 @@ def transfer(
         raise TypeError(f"size must be a dict of {space_obj.name!r} build keywords or None, got {size!r}")
     if isinstance(check, bool) or not isinstance(check, int) or check < 1:
         raise ValueError(f"check must be an int >= 1, got {check!r}")
-    enc_size = default_transfer_size(space_obj) if size is None else dict(size)
+    # a space the predictor was trained on (fit with other_spaces): its training width and target statistics
+    trained = ((pred.training_data or {}).get("spaces") or {}).get(space_obj.name)
+    if size is None:
+        enc_size = dict(trained["size"]) if trained else default_transfer_size(space_obj)
+    else:
+        enc_size = dict(size)
     seen = seen_layer_types(pred)
     new = cls(
         space_obj, encoder=pred.encoder, ensemble=pred.ensemble, seed=pred.seed, size=enc_size,
@@ -262,6 +269,8 @@ def transfer(
         dst.load_state_dict(src.state_dict())
     used = layer_types(new.candidates, n=check, seed=pred.seed)  # also proves the space builds at this size
     new.target = {**pred.target, "space": pred.target.get("space", pred.space.name)}
+    if trained:  # scores in that space's own units, and fine-tuning keeps them (no re-standardising)
+        new.target.update(mean=trained["mean"], std=trained["std"], space=space_obj.name)
     new.training_data = copy.deepcopy(pred.training_data)
     # the pretrained encoder (if any) travels too: a fit on the new space starts from it
     new.pretraining = copy.deepcopy(getattr(pred, "pretraining", None))

@@ -264,7 +264,11 @@ def _predictor(predictor: Any, space: SearchSpace) -> tuple[SearchPredictor | No
         plugin = space if space.name not in space_names() else None  # a plug-in space: the card cannot name it
         if spec == "default":
             _require_shipped(space.name)
-        pred: SearchPredictor = load(space.name if spec == "default" else spec, space=plugin)
+            from wsnas.predictors import default_predictor
+
+            pred: SearchPredictor = default_predictor(space)
+        else:
+            pred = load(spec, space=plugin)
         spec = spec if spec == "default" else str(Path(spec).resolve())
     else:
         pred, spec = copy.deepcopy(check_predictor(predictor)), "object"
@@ -284,10 +288,11 @@ def _require_shipped(name: str) -> None:
         SearchConfigError: no shipped predictor for ``name``: search without one (``--predictor none``),
             or transfer a shipped predictor (NB201's) to the space, or train one.
     """
-    from wsnas.predictors import SHIPPED_DIR
+    from wsnas.predictors import MULTI_SPACE, SHIPPED_DIR
 
     shipped = sorted(p.name.removesuffix(".safetensors") for p in Path(SHIPPED_DIR).glob("*.safetensors"))
-    if name in shipped or not shipped:  # none installed at all: the loader's error says how to train one
+    # none installed at all: the loader's error says how to train one; the multi-space one scores any space
+    if name in shipped or MULTI_SPACE in shipped or not shipped:
         return
     source = "nb201" if "nb201" in shipped else shipped[0]
     out = f"{name}-from-{source}.safetensors"

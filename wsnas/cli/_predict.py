@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -66,7 +67,7 @@ def _write(target: str, text: str) -> None:
     "--predictor",
     "predictor_path",
     default=None,
-    help="Predictor file (default: the shipped predictor of SPACE).",
+    help="Predictor file (default: the shipped predictor of SPACE, else the multi-space one transferred to it).",
 )
 @click.option("--input", "source", required=True, metavar="FILE", help="One architecture string per line; - = stdin.")
 @click.option("--output", "target", required=True, metavar="CSV", help="Output CSV; - = stdout.")
@@ -107,10 +108,17 @@ def predict_cmd(
                 archs.append(space.from_string(text))
             except InvalidArchitecture as exc:
                 raise CliError(f"{where} line {lineno}: not an architecture of {space.name!r}: {exc}") from None
-        from wsnas.predictors import load
+        from wsnas.predictors import default_predictor, load
 
         plugin = space if ":" in space_name else None  # a plug-in space: the predictor's card cannot name it
-        pred = load(predictor_path if predictor_path is not None else space.name, space=plugin)
+        if predictor_path is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pred = default_predictor(space)
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
+        else:
+            pred = load(predictor_path, space=plugin)
         if pred.space.name != space.name:
             raise CliError(f"predictor {predictor_path!r} was trained on space {pred.space.name!r}, not {space.name!r}")
         buf = io.StringIO()
