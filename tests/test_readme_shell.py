@@ -49,6 +49,7 @@ SUBSTITUTIONS = (
     ("n.enumerate()", "list(n.enumerate())[:64]", 1),
     ("--budgets 50,100,200,all", "--budgets all --ensemble 1 --epochs 3 --hidden 8 --layers 1", 1),
     ("--n 25 --seed 0", "--n 4 --seed 0 --epochs 2", 1),
+    ("--epochs 3 --ensemble 2 --out both", "--epochs 1 --ensemble 1 --hidden 8 --layers 1 --out both", 1),
     # scale: searches (2-3 real evaluations instead of 20-100); the trained export: 1 epoch, and neither
     # TorchScript nor torch.export (the first export writes both)
     ("wsnas search          #", "wsnas search --eval-budget 2 #", 1),

@@ -192,10 +192,13 @@ def train_cmd(
         except OSError as exc:
             raise CliError(f"cannot write predictor file {out!r}: {exc.strerror or exc}") from None
     fit = pred.history[-1]
-    rho = fit.get("val_spearman")
+    rho, spaces = fit.get("val_spearman"), fit.get("spaces") or {}
     shown = "n/a" if rho is None else f"{rho:.4f}"
+    if spaces:
+        rhos = [e["val_spearman"] for e in spaces.values() if e.get("val_spearman") is not None]
+        shown = f"{sum(rhos) / len(rhos):.4f} (mean over {len(rhos)} spaces)" if rhos else "n/a"
     click.echo(f"validation Spearman {shown} ({fit['n'] - fit['n_val']} train, {fit['n_val']} validation)")
-    for name, entry in (fit.get("spaces") or {}).items():
+    for name, entry in spaces.items():
         rho = entry.get("val_spearman")
         click.echo(f"  {name}: validation Spearman {'n/a' if rho is None else f'{rho:.4f}'} "
                    f"({entry['n'] - entry['n_val']} train, {entry['n_val']} validation, "
