@@ -23,7 +23,7 @@ _LAZY: dict[str, str] = {
         ["pairwise_ranking_loss", "spearman", "zoo_training_set", "zoo_spaces", "ZOO_TARGETS"],
         "wsnas.predictors._training",
     ),
-    **dict.fromkeys(["save", "SHIPPED_DIR", "download_predictor"], "wsnas.predictors._persist"),
+    **dict.fromkeys(["save", "SHIPPED_DIR", "download_predictor", "shipped_names"], "wsnas.predictors._persist"),
     **dict.fromkeys(
         ["ZeroCostBaseline", "ArchGNNBaseline", "WeightStatsBaseline", "weight_stat_features"],
         "wsnas.predictors._baselines",

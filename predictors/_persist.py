@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["save", "load_as", "shipped_path", "download_predictor", "SHIPPED_DIR", "MODEL_URI_SCHEMES"]
+__all__ = ["save", "load_as", "shipped_path", "shipped_names", "download_predictor", "SHIPPED_DIR", "MODEL_URI_SCHEMES"]
 
 P = TypeVar("P", bound="WeightPredictor")
 
@@ -97,6 +97,11 @@ def save(predictor: WeightPredictor, path: str | os.PathLike[str]) -> Path:
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return target
+
+
+def shipped_names() -> list[str]:
+    """The names of the shipped predictors installed (``load(name)`` loads each), sorted."""
+    return sorted(p.name.removesuffix(".safetensors") for p in SHIPPED_DIR.glob("*.safetensors"))
 
 
 def shipped_path(name: str) -> Path:

@@ -272,3 +272,15 @@ def trained_by_cli(tmp_path_factory):
         zoo.append(_zoo_record(a, 0.3 + 0.1 * _conv_count(a) + float(eps)))
     args = ["train", "--zoo", str(folder / "zoo.jsonl"), "--out", str(folder / "p.st"), *TRAIN_OPTIONS]
     return folder, archs, CliRunner().invoke(predictor_group, args), TRAIN_OPTIONS
+
+
+@pytest.fixture
+def only_nb201_shipped(monkeypatch, tmp_path) -> Path:
+    """The shipped predictors as if only ``nb201`` were installed (no multi-space one): the folder."""
+    import wsnas.predictors._persist as persist
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "nb201.safetensors").symlink_to(persist.SHIPPED_DIR / "nb201.safetensors")
+    monkeypatch.setattr(persist, "SHIPPED_DIR", folder)
+    return folder

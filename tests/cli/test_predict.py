@@ -60,7 +60,7 @@ def _one_line_error(result, fragment: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
-def test_errors_are_one_line_with_exit_status_2(trained_by_cli) -> None:
+def test_errors_are_one_line_with_exit_status_2(trained_by_cli, only_nb201_shipped) -> None:
     folder, archs, _, _ = trained_by_cli
     good = SPACE.to_string(archs[0])
     (folder / "bad.txt").write_text(f"{good}\n{good}\n|nope~0|\n")

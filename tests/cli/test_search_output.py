@@ -68,7 +68,7 @@ def test_table_labels_the_predicted_column_and_says_what_it_is(table, pred, pred
     assert "predicted (score):" not in plain.stdout  # no predictor, no note about its scores
 
 
-def test_a_space_without_a_shipped_predictor_names_both_ways_out(tmp_path) -> None:
+def test_a_space_without_a_shipped_predictor_names_both_ways_out(tmp_path, only_nb201_shipped) -> None:
     res = _cli("search", "--space", "nb101", "--eval-budget", "0", "--output-dir", str(tmp_path), "--quiet")
     assert res.exit_code == 2, res.output
     lines = [line for line in res.output.splitlines() if line.strip()]

@@ -158,7 +158,7 @@ def test_records_carry_params_and_flops_from_what_was_measured(table, pred, tmp_
         assert type(r.params) is int and type(r.flops) is int and r.flops > 0
 
 
-def test_no_shipped_predictor_names_both_ways_out(pred, tmp_path) -> None:
+def test_no_shipped_predictor_names_both_ways_out(pred, tmp_path, only_nb201_shipped) -> None:
     with pytest.raises(wsnas.SearchConfigError) as info:
         wsnas.search("nb101", output_dir=tmp_path, progress=False)  # training-free, the default predictor
     message = str(info.value)
@@ -199,7 +199,7 @@ def test_table_evaluator_errors_are_clear(table, tmp_path) -> None:
         wsnas.TableEvaluator(tmp_path / "nope.csv", "arch", "acc")
 
 
-def test_bad_search_input_is_one_clear_error_before_any_work(table, pred, tmp_path) -> None:
+def test_bad_search_input_is_one_clear_error_before_any_work(table, pred, tmp_path, only_nb201_shipped) -> None:
     ev = wsnas.TableEvaluator(table, "arch", "acc")
     out = tmp_path / "out"
     cases = [

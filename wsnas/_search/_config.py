@@ -288,9 +288,9 @@ def _require_shipped(name: str) -> None:
         SearchConfigError: no shipped predictor for ``name``: search without one (``--predictor none``),
             or transfer a shipped predictor (NB201's) to the space, or train one.
     """
-    from wsnas.predictors import MULTI_SPACE, SHIPPED_DIR
+    from wsnas.predictors import MULTI_SPACE, shipped_names
 
-    shipped = sorted(p.name.removesuffix(".safetensors") for p in Path(SHIPPED_DIR).glob("*.safetensors"))
+    shipped = shipped_names()
     # none installed at all: the loader's error says how to train one; the multi-space one scores any space
     if name in shipped or MULTI_SPACE in shipped or not shipped:
         return
