@@ -167,6 +167,9 @@ class WeightPredictor:
         batch_size: int = 64,
         lr: float = 2e-3,
         progress: bool = True,
+        other_spaces: Mapping[str | SearchSpace, Sequence[Arch | str] | tuple[Sequence[Arch | str], np.ndarray]]
+        | None = None,
+        other_sizes: Mapping[str, dict[str, Any]] | None = None,
     ) -> WeightPredictor:
         """Teach the encoder, without labels, to predict ``targets [n, P]`` of ``archs`` (only their ranks
         matter; ``None``: every zero-cost proxy on ``task``'s batch, about 0.1 CPU-s an NB201 cell); resets
@@ -174,11 +177,18 @@ class WeightPredictor:
         ``P'`` outputs (the varying targets) that its score head reads, every member starts from member 0's
         best epoch (held-out fifth, at most 500) with its own fresh score head, the card's ``pretraining``
         records targets, sizes and held-out Spearman. ValueError: < 3 archs, targets of the wrong shape, NaN.
-        """
-        from wsnas.predictors._pretrain import pretrain
 
+        ``other_spaces`` (space or name -> archs, or ``(archs, targets [m, P])`` in the columns of
+        ``target_names``) pretrains on more spaces at once: each space's targets are ranked on their own, its
+        networks encoded at ``other_sizes[name]`` (default: its transfer width); ``pretraining["spaces"]``
+        records them.
+        """
+        from wsnas.predictors._pretrain import pretrain, space_sets
+
+        others = space_sets(other_spaces or {}, labelled=False)
         return pretrain(self, self._archs(archs), targets, target_names, task=task, epochs=epochs,
-                        batch_size=batch_size, lr=lr, progress=progress)  # fmt: skip
+                        batch_size=batch_size, lr=lr, progress=progress, other_spaces=others,
+                        other_sizes=dict(other_sizes or {}))  # fmt: skip
 
     def fit(
         self,
@@ -222,7 +232,7 @@ class WeightPredictor:
                 ``checkpoint`` file of another fit (other data or options).
             wsnas.PredictorFileError: ``checkpoint`` is not a fit checkpoint.
         """
-        from wsnas.search_spaces import get_space
+        from wsnas.predictors._pretrain import space_sets
 
         arch_list = self._archs(archs)
         y = as_targets(targets, len(arch_list))
@@ -239,13 +249,7 @@ class WeightPredictor:
                 f"fit holds out {n_val} architectures for validation (val_fraction={val_fraction}, at least 3) "
                 f"and needs 2 more to train on, got {len(arch_list)} in all"
             )
-        data = [(self.space, arch_list, y)]
-        for name, (other_archs, other_y) in (other_spaces or {}).items():
-            space = get_space(name) if isinstance(name, str) else name
-            if space.name == self.space.name or space.name in [d[0].name for d in data]:
-                raise ValueError(f"other_spaces names {space.name!r} twice (the predictor's own space counts)")
-            others = [CandidateGraphs(space).arch(a) for a in other_archs]
-            data.append((space, others, as_targets(other_y, len(others))))
+        data = [(self.space, arch_list, y), *space_sets(other_spaces or {}, labelled=True, own=self.space.name)]
         fit_spaces(
             self, data, sizes=dict(other_sizes or {}), val_fraction=val_fraction, epochs=epochs,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
-__all__ = ["gaussianise", "costless_targets", "train_auxiliary", "pretrain", "start_state", "param_groups"]
+__all__ = [
+    "gaussianise", "costless_targets", "train_auxiliary", "pretrain", "start_state", "param_groups", "space_sets"
+]  # fmt: skip
 
 
 def gaussianise(values: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -161,6 +163,49 @@ def _held_out_spearman(
     return [float(spearman(pred[:, j], targets[idx, j])) for j in range(targets.shape[1])]  # nan: undefined
 
 
+def space_sets(
+    other_spaces: Mapping[Any, Any], *, labelled: bool, own: str | None = None
+) -> list[tuple[SearchSpace, list[Arch], np.ndarray | None]]:
+    """``other_spaces`` of :meth:`WeightPredictor.fit` (space or name -> ``(archs, targets)``) or of
+    :meth:`~WeightPredictor.pretrain` (-> archs, or ``(archs, targets [m, P])``) as validated
+    ``(space, archs, targets or None)``.
+
+    Raises:
+        ValueError: a space named twice (``own`` counts), targets of another length.
+        wsnas.InvalidArchitecture: an architecture that is not one of its space's.
+    """
+    from wsnas._arch import Arch
+    from wsnas.predictors._training import as_targets
+    from wsnas.search_spaces import get_space
+
+    out: list[tuple[SearchSpace, list[Arch], np.ndarray | None]] = []
+    seen = {own} if own else set()
+    for name, value in other_spaces.items():
+        space = get_space(name) if isinstance(name, str) else name
+        if space.name in seen:
+            raise ValueError(f"other_spaces names {space.name!r} twice (the predictor's own space counts)")
+        seen.add(space.name)
+        paired = labelled or (isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], (str, Arch)))
+        archs, targets = value if paired else (value, None)
+        valid = [space.from_string(a) if isinstance(a, str) else space.validate(a) for a in archs]
+        if targets is not None:
+            targets = as_targets(targets, len(valid)) if labelled else np.asarray(targets, dtype=np.float64)
+        out.append((space, valid, targets))
+    return out
+
+
+def _gaussianise_as(raw: np.ndarray, names: Sequence[str], kept: Sequence[str]) -> np.ndarray:
+    """``raw [n, P]`` (columns ``names``) -> ``[n, len(kept)]`` rank-Gaussian in the columns ``kept``; a column
+    constant over these rows (or missing) is all zeros (its mean)."""
+    m = np.asarray(raw, dtype=np.float64)
+    out = np.zeros((m.shape[0], len(kept)))
+    for j, name in enumerate(kept):
+        if name in names and np.ptp(np.nan_to_num(m[:, list(names).index(name)], neginf=-1e308, posinf=1e308)):
+            col = m[:, [list(names).index(name)]]
+            out[:, j] = gaussianise(col, [name])[0][:, 0]
+    return out
+
+
 def pretrain(
     pred: WeightPredictor,
     arch_list: list[Arch],
@@ -172,6 +217,8 @@ def pretrain(
     batch_size: int,
     lr: float,
     progress: bool,
+    other_spaces: Sequence[tuple[SearchSpace, list[Arch], np.ndarray | None]] = (),
+    other_sizes: dict[str, dict[str, Any]] | None = None,
 ) -> WeightPredictor:
     """:meth:`WeightPredictor.pretrain` on validated architectures.
 
@@ -196,6 +243,28 @@ def pretrain(
             torch.manual_seed(pred.seed + i)
             pred.members[i] = WeightEncoder(pred.encoder).to(pred.device)
     graphs = pred._single_graphs(arch_list)
+    spaces: dict[str, Any] = {}
+    if other_spaces:  # each space's targets ranked on their own; its networks at its transfer width
+        from wsnas.encoding import CandidateGraphs
+        from wsnas.predictors._fit import space_graphs
+        from wsnas.predictors._transfer import default_transfer_size
+
+        spaces[pred.space.name] = {"n": len(arch_list), "size": dict(pred.candidates.size)}
+        parts = [z]
+        for space, archs, other in other_spaces:
+            size = (other_sizes or {}).get(space.name) or default_transfer_size(space)
+            if other is None:
+                if targets is not None:
+                    raise ValueError(f"{space.name!r} has no targets: with targets given, give every space's")
+                other, other_names = costless_targets(space, archs, task=task, seed=pred.seed, progress=progress)
+            else:
+                other_names = list(names)
+            if len(other) != len(archs) or np.asarray(other).shape[-1] != len(other_names):
+                raise ValueError(f"{space.name!r}: one row of {len(names)} targets per architecture is needed")
+            parts.append(_gaussianise_as(other, other_names, kept))
+            graphs += space_graphs(CandidateGraphs(space, size=size, init=pred.candidates.init), archs, pred.seed)
+            spaces[space.name] = {"n": len(archs), "size": dict(size)}
+        z = np.concatenate(parts)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(pred.seed)
         report = train_auxiliary(pred.members[0], graphs, z, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -204,6 +273,8 @@ def pretrain(
     for i, member in enumerate(pred.members):
         member.load_state_dict(start_state(pred, i))
     pred.pretraining = {**source, "targets": kept, "space": pred.space.name, **report}
+    if spaces:
+        pred.pretraining["spaces"] = spaces
     pred.fitted = False
     pred.history = []
     return pred

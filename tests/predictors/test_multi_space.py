@@ -161,3 +161,26 @@ def test_shipped_multi_space_predictor_reproduces_its_held_out_table() -> None:
         scores = on.predict([space.from_string(by_hash[h][0].arch) for h in test]).score
         truth = [np.mean([r.val_acc for r in by_hash[h]]) for h in test]
         assert spearmanr(scores, truth).statistic == pytest.approx(row["spearman"], abs=1e-6)
+
+
+def test_pretraining_on_several_spaces_ranks_each_space_on_its_own() -> None:
+    from wsnas.predictors._pretrain import _gaussianise_as
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c"]
+    given = rng.normal(size=(len(A201), 3))
+    with pytest.raises(ValueError, match="'nb101' has no targets"):
+        _pred().pretrain(A201, given, names, epochs=1, progress=False, other_spaces={"nb101": A101[:6]})
+    # no targets anywhere: every space's zero-cost proxies (on the synthetic task)
+    pred = _pred().pretrain(A201[:12], epochs=1, progress=False, other_spaces={"nb101": A101[:6]},
+                            other_sizes={"nb101": NB101_SIZE})  # fmt: skip
+    spaces = pred.pretraining["spaces"]
+    assert spaces == {"nb201": {"n": 12, "size": {"C": 2, "N": 1}}, "nb101": {"n": 6, "size": NB101_SIZE}}
+    assert pred.pretraining["n"] == 18 and "synflow" in pred.pretraining["targets"]
+    both = _pred().pretrain(A201, given, names, epochs=1, progress=False,
+                            other_spaces={"nb101": (A101, 1000 + rng.normal(size=(len(A101), 3)))})  # fmt: skip
+    assert both.pretraining["spaces"]["nb101"]["size"] == default_transfer_size(NB101)
+    both.fit(A201, Y201, **FIT)  # every member starts from the encoder pretrained on both spaces
+    # a column is ranked within its space (scale-free); a constant or missing one is zero
+    z = _gaussianise_as(np.array([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0]]), ["x", "y"], ["x", "y", "w"])
+    assert np.argsort(z[:, 0]).tolist() == [0, 2, 1] and not z[:, 1:].any()
