@@ -21,16 +21,15 @@ import torch
 from wsnas.encoding import ParamGraph, batch_graphs
 from wsnas.predictors._checkpoint import FitCheckpoint, FitState, fit_key, open_checkpoint
 from wsnas.predictors._pretrain import param_groups, start_state
-from wsnas.predictors._training import finite_or_none, progress_bar, ranking_loss, spearman
+from wsnas.predictors._training import finite_or_none, progress_bar, ranking_loss, space_graphs, spearman
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
-    from wsnas.encoding import CandidateGraphs
     from wsnas.predictors._encoder import WeightEncoder
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["fit_members", "fit_spaces", "space_graphs", "train_epoch"]
+__all__ = ["fit_members", "fit_spaces", "train_epoch"]
 
 
 def train_epoch(
@@ -133,15 +132,6 @@ def fit_members(
         if checkpoint is not None and i + 1 < pred.ensemble:
             checkpoint.save(state, force=True)
     return member_best
-
-
-def space_graphs(candidates: CandidateGraphs, archs: Sequence[Arch], seed: int, chunk: int = 256) -> list[ParamGraph]:
-    """One graph per (validated) architecture at ``candidates``' width, weights generated from ``seed``."""
-    out: list[ParamGraph] = []
-    for i in range(0, len(archs), chunk):
-        part = archs[i : i + chunk]
-        out.extend(candidates._graphs(part, [seed] * len(part), "cpu").unbatch())
-    return out
 
 
 def fit_spaces(

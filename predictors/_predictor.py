@@ -28,7 +28,7 @@ import torch
 from wsnas._arch import Arch
 from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
-from wsnas.predictors._fit import fit_spaces, space_graphs, train_epoch
+from wsnas.predictors._fit import fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
@@ -38,6 +38,7 @@ from wsnas.predictors._training import (
     check_positive,
     progress_bar,
     ranking_loss,
+    space_graphs,
     zoo_spaces,
     zoo_training_set,
 )

@@ -246,7 +246,7 @@ def pretrain(
     spaces: dict[str, Any] = {}
     if other_spaces:  # each space's targets ranked on their own; its networks at its transfer width
         from wsnas.encoding import CandidateGraphs
-        from wsnas.predictors._fit import space_graphs
+        from wsnas.predictors._training import space_graphs
         from wsnas.predictors._transfer import default_transfer_size
 
         spaces[pred.space.name] = {"n": len(arch_list), "size": dict(pred.candidates.size)}

@@ -16,9 +16,12 @@ import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
+    from wsnas.encoding import CandidateGraphs, ParamGraph
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["Prediction", "pairwise_ranking_loss", "spearman", "zoo_training_set", "ZOO_TARGETS"]
+__all__ = [
+    "Prediction", "pairwise_ranking_loss", "spearman", "zoo_training_set", "zoo_spaces", "space_graphs", "ZOO_TARGETS"
+]  # fmt: skip
 
 @dataclass(frozen=True)
 class Prediction:
@@ -158,6 +161,15 @@ def zoo_spaces(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         if Path(p).is_file():
             seen.update(dict.fromkeys(r.space for r in Zoo.load(p)))
     return list(seen)
+
+
+def space_graphs(candidates: CandidateGraphs, archs: Sequence[Arch], seed: int, chunk: int = 256) -> list[ParamGraph]:
+    """One graph per (validated) architecture at ``candidates``' width, weights generated from ``seed``."""
+    out: list[ParamGraph] = []
+    for i in range(0, len(archs), chunk):
+        part = archs[i : i + chunk]
+        out.extend(candidates._graphs(part, [seed] * len(part), "cpu").unbatch())
+    return out
 
 
 def _is_finite(v: Any) -> bool:
