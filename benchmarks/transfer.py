@@ -204,6 +204,9 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
             add("fine-tuned", k, s, tuned.predict(t_archs).score, t0)
             t0 = time.perf_counter()
             add("scratch", k, s, scratch(base, k_archs, y_k, s).predict(t_archs).score, t0)
+    if args.no_proxies:
+        print(report(name, rows, len(test), len(pool)), flush=True)
+        return rows
     task, why = _zoo_task([path], args.data_dir)
     print(f"# {name}: zero-cost proxies on {why}" + ("" if task is not None else " (synthetic task)"), file=sys.stderr)
     for proxy in ZERO_COST:
@@ -217,7 +220,8 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
 
 
 def run_report(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
-    return [row for name, path in zoos.items() for row in report_space(args, name, path)]
+    targets = args.targets.split(",") if args.targets else list(zoos)
+    return [row for name, path in zoos.items() if name in targets for row in report_space(args, name, path)]
 
 
 def run_select(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--leave-one-out", action="store_true",
                         help="per target space, train a predictor on the other zoos, not --predictor")  # fmt: skip
+    parser.add_argument("--targets", default=None, help="comma-separated spaces to report (default: every --zoo)")
+    parser.add_argument("--no-proxies", action="store_true", help="skip the zero-cost proxies (measured before)")
     parser.add_argument("--pretrained", default=None, help="with --leave-one-out: start from this pretrained file")
     parser.add_argument("--zoo-size", action="append", default=[], metavar="SPACE=K=V[,K=V]",
                         help="the width a zoo was trained at, for its proxies (default: ZOO_SIZES)")  # fmt: skip
