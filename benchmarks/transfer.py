@@ -196,6 +196,9 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
     t0 = time.perf_counter()
     add("zero-shot", 0, None, base.predict(t_archs).score, t0)
     for k in args.budgets:
+        if k > len(pool):
+            print(f"# {name}: K={k} is more than the pool's {len(pool)} architectures; skipped", file=sys.stderr)
+            continue
         for s in range(args.seeds):
             idx = draw(pool, k, s)
             k_archs, y_k = [archs[i] for i in idx], y[idx]

@@ -5,6 +5,7 @@ layer types of every space seen, and ``transfer`` to a trained space using its w
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,10 +146,13 @@ def test_shipped_multi_space_predictor_reproduces_its_held_out_table() -> None:
     assert card["space"] == "nb201" and set(spaces) == {"nb201", "nb101", "macro"} and card["pretraining"]
     rows = [r for r in card["evaluation"]["held_out"] if r["method"] == "multi-space encoder"]
     assert [r["space"] for r in rows] == ["nb201", "nb101", "macro"]
+    # the zoos the card names, read as far as the card says (a zoo still being built grows after the fit)
+    records = {Path(z["path"]).name: z["records"] for z in card["training_data"]["zoos"]}
     for row in rows:
         zoo = {"nb201": "nb201-cifar10-e3c16", "nb101": "nb101-cifar10-e3c16", "macro": "macro-cifar10-e3w25"}
+        name = f"{zoo[row['space']]}.jsonl"
         by_hash = {}
-        for r in Zoo.load(SHIPPED_DIR / "zoos" / f"{zoo[row['space']]}.jsonl"):
+        for r in Zoo.load(SHIPPED_DIR / "zoos" / name)[: records[name]]:
             if not r.diverged:
                 by_hash.setdefault(r.arch_hash, []).append(r)
         test = [h for h in by_hash
