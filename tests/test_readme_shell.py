@@ -125,8 +125,11 @@ def _children(pid: int) -> list[int]:
 def _serve_then_stop(cmd: str, cwd: Path, env: dict[str, str], timeout: float = 120.0) -> None:
     """Run the serving command ``cmd`` (``wsnas ui``) until it has started its server under a guard process,
     then press Ctrl-C: it must stop cleanly (exit 130) and take the server with it."""
+    # a user's terminal delivers Ctrl-C; a suite started in the background (`nohup ... &`) inherits SIGINT ignored,
+    # which exec keeps: give the command the default disposition a terminal gives it
     proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     server: list[int] = []
     deadline = time.monotonic() + timeout
     try:
