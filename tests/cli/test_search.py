@@ -33,7 +33,8 @@ def test_cli_search_json_and_table(table, pred_file, tmp_path) -> None:
     text = _cli(*args)  # the same command again: resumes (nothing left) and prints the table
     assert text.exit_code == 0, text.output
     assert "measured" in text.stdout and doc["best"]["arch"] in text.stdout and "wsnas worker --study" in text.stdout
-    worker = _cli("worker", "--study", doc["study_name"], "--storage", doc["storage"], "--quiet", "--json")
+    worker = _cli("worker", "--study", doc["study_name"], "--storage", doc["storage"], "--output-dir", str(tmp_path),
+                  "--quiet", "--json")  # fmt: skip
     assert worker.exit_code == 0, worker.output
     assert [h["arch"] for h in json.loads(worker.stdout)["history"]] == [h["arch"] for h in doc["history"]]
 
