@@ -1,6 +1,8 @@
 """The multi-space predictor: one predictor fitted on the pools of several spaces' zoos at once
 (``WeightPredictor.fit(other_spaces=...)``), scored on each space's held-out test set against the parameter
 count and FLOPs of the zoo's own networks (from the zoo records); optionally saved with that table on its card.
+The predictor's scores include its size prior (``wsnas.predictors._prior``); the row "ensemble without the size
+prior" scores the same members alone.
 
     python benchmarks/multi_space.py --zoo nb201=FILE --zoo nb101=FILE --zoo macro=FILE \\
         [--pretrained nb201-pretrained.safetensors] [--save multi.safetensors] [--threads 1]
@@ -67,9 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, d in data.items():
         on = pred if name == primary.name else pred.transfer(name)
         y_t = d["y"][d["test"]]
-        scores = on.predict([d["archs"][i] for i in d["test"]]).score
-        for method, s in (("multi-space encoder", scores), ("params", d["params"][d["test"]]),
-                          ("flops", d["flops"][d["test"]])):  # fmt: skip
+        test_archs = [d["archs"][i] for i in d["test"]]
+        scores = on.predict(test_archs).score
+        prior, on.prior = on.prior, None  # the ensemble alone, for comparison
+        alone = on.predict(test_archs).score
+        on.prior = prior
+        for method, s in (("multi-space encoder", scores), ("ensemble without the size prior", alone),
+                          ("params", d["params"][d["test"]]), ("flops", d["flops"][d["test"]])):  # fmt: skip
             rows.append({"space": name, "method": method, "n_pool": len(d["pool"]), "n_test": len(d["test"]),
                          **metrics(y_t, s)})  # fmt: skip
     print("| space | method | pool (trained on) | test | Spearman | Kendall |\n|---|---|---|---|---|---|")

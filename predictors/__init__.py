@@ -16,9 +16,8 @@ from typing import Any
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["EncoderConfig", "WeightEncoder", "AGGREGATORS"], "wsnas.predictors._encoder"),
     **dict.fromkeys(["ZERO_COST_PROXIES", "zero_cost", "zero_cost_all"], "wsnas.predictors._zero_cost"),
-    **dict.fromkeys(
-        ["WeightPredictor", "Prediction", "load", "default_predictor", "MULTI_SPACE"], "wsnas.predictors._predictor"
-    ),
+    **dict.fromkeys(["WeightPredictor", "Prediction", "load"], "wsnas.predictors._predictor"),
+    **dict.fromkeys(["default_predictor", "MULTI_SPACE"], "wsnas.predictors._default"),
     **dict.fromkeys(
         ["pairwise_ranking_loss", "spearman", "zoo_training_set", "zoo_spaces", "ZOO_TARGETS"],
         "wsnas.predictors._training",

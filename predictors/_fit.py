@@ -25,6 +25,7 @@ from wsnas.predictors._training import finite_or_none, progress_bar, ranking_los
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
+    from wsnas.encoding import CandidateGraphs
     from wsnas.predictors._encoder import WeightEncoder
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
@@ -150,6 +151,7 @@ def fit_spaces(
     target_name: str,
     progress: bool,
     checkpoint: str | os.PathLike[str] | None,
+    size_prior: bool = True,
 ) -> None:
     """:meth:`WeightPredictor.fit` on validated ``(space, archs, targets [n])`` sets, ``pred.space``'s first.
 
@@ -159,12 +161,14 @@ def fit_spaces(
     become ``pred.target``. Other spaces' networks are encoded at ``sizes[name]`` (default
     :func:`~wsnas.predictors.default_transfer_size`). Early stopping reads the mean over sets of the
     validation Spearman. With several sets the card's ``training_data["spaces"]`` records each one's size,
-    counts and target statistics (what :meth:`~WeightPredictor.transfer` to that space uses).
+    counts and target statistics (what :meth:`~WeightPredictor.transfer` to that space uses). With
+    ``size_prior`` each space's weight of the size prior is chosen on its validation set (see
+    :mod:`wsnas.predictors._prior`).
     """
     from wsnas.encoding import CandidateGraphs
     from wsnas.predictors._transfer import default_transfer_size, layer_types
 
-    sets, train_g, z_parts, types = [], [], [], set()
+    sets, train_g, z_parts, types, val_sets = [], [], [], set(), []
     for k, (space, archs, y) in enumerate(data):
         if k == 0:
             candidates = pred.candidates
@@ -186,6 +190,7 @@ def fit_spaces(
         z_parts.append((y[train_idx] - stats["mean"]) / stats["std"])
         sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
                      **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
+        val_sets.append((candidates, [archs[i] for i in val_idx]))
         types.update(layer_types(candidates, archs, seed=pred.seed))
     pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
     z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
@@ -227,6 +232,32 @@ def fit_spaces(
         pred.training_data["spaces"] = spaces
         event["spaces"] = copy.deepcopy(spaces)
     event["train_loss"] = pred._loss(train_g, z, regression_weight)
+    if size_prior:
+        pred.prior = fit_prior(pred, sets, val_sets)
+        event["prior_weights"] = {name: e["weight"] for name, e in pred.prior["spaces"].items()}
+    else:
+        pred.prior = None
     pred.history = [event]
     if ckpt is not None:
         ckpt.remove()
+
+
+def fit_prior(
+    pred: WeightPredictor,
+    sets: Sequence[dict[str, Any]],
+    val_sets: Sequence[tuple[CandidateGraphs, list[Arch]]],
+) -> dict[str, Any]:
+    """The size prior of a fitted ``pred``: each set's weight chosen on its validation set (0 without
+    one), its statistics from a seeded sample of its space."""
+    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, log_params, space_prior
+
+    spaces = {}
+    for s, (candidates, archs) in zip(sets, val_sets):
+        graphs, y_val = s["val"]
+        entry = space_prior(candidates, pred.seed, 0.0, seen=True)
+        if len(graphs):
+            scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
+            sizes = (log_params(candidates, archs) - entry["mean"]) / entry["std"]
+            entry["weight"] = choose_weight(scores, sizes, y_val)
+        spaces[s["space"]] = entry
+    return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": spaces}

@@ -224,6 +224,9 @@ def _rebuild(
         if pretraining is not None and not isinstance(pretraining, dict):
             raise TypeError(f"'pretraining' must be an object, got {type(pretraining).__name__}")
         pred.pretraining = pretraining
+        from wsnas.predictors._prior import checked_prior
+
+        pred.prior = checked_prior(card.get("prior"))  # absent from files written before the prior existed
     except (KeyError, TypeError, ValueError) as exc:
         raise PredictorFileError(f"{where}: the card is invalid ({type(exc).__name__}: {exc})") from None
     return pred

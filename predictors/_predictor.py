@@ -32,6 +32,7 @@ from wsnas.predictors._fit import fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
+from wsnas.predictors._prior import blend, log_params
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from wsnas.search_spaces import SearchSpace
     from wsnas.training import Task
 
-__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load", "default_predictor", "MULTI_SPACE"]
+__all__ = ["Prediction", "WeightPredictor", "FORMAT", "FORMAT_VERSION", "load"]
 
 
 class WeightPredictor:
@@ -100,6 +101,8 @@ class WeightPredictor:
         #: the card's record of :meth:`pretrain` (``None``: not pretrained) and the pretrained encoder's state
         self.pretraining: dict[str, Any] | None = None
         self._pretrained: dict[str, torch.Tensor] | None = None
+        #: the size prior (see :mod:`wsnas.predictors._prior`); ``None``: scores are the ensemble's alone
+        self.prior: dict[str, Any] | None = None
         self.fitted = False
 
     def __repr__(self) -> str:
@@ -132,6 +135,7 @@ class WeightPredictor:
             "layer_types": None if self.layer_types is None else list(self.layer_types),
             "evaluation": copy.deepcopy(self.evaluation),
             "pretraining": copy.deepcopy(self.pretraining),
+            "prior": copy.deepcopy(self.prior),
             "fitted": self.fitted,
         }
 
@@ -210,6 +214,7 @@ class WeightPredictor:
         other_spaces: Mapping[str | SearchSpace, tuple[Sequence[Arch | str], Sequence[float] | np.ndarray]]
         | None = None,
         other_sizes: Mapping[str, dict[str, Any]] | None = None,
+        size_prior: bool = True,
     ) -> WeightPredictor:
         """Train every member from scratch on ``(archs, targets)`` (higher target = better architecture);
         after :meth:`pretrain`, from the pretrained encoder (learning at ``lr * pretrained_lr_scale``, 0:
@@ -227,6 +232,9 @@ class WeightPredictor:
         width); each space's targets are standardised on their own and holds out its own validation set
         (see :func:`wsnas.predictors._fit.fit_spaces`). :meth:`transfer` to one of them then uses its width
         and target statistics.
+
+        With ``size_prior`` (the default), scores blend the ensemble with the parameter count, weighted per
+        space as chosen on its validation set (:mod:`wsnas.predictors._prior`); ``False``: the ensemble alone.
 
         Raises:
             ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options, a
@@ -255,7 +263,7 @@ class WeightPredictor:
             self, data, sizes=dict(other_sizes or {}), val_fraction=val_fraction, epochs=epochs,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
             regression_weight=regression_weight, pretrained_lr_scale=pretrained_lr_scale, target_name=target_name,
-            progress=progress, checkpoint=checkpoint,
+            progress=progress, checkpoint=checkpoint, size_prior=size_prior,
         )  # fmt: skip
         return self
 
@@ -364,7 +372,8 @@ class WeightPredictor:
             progress: a tqdm bar on stderr counting architectures.
 
         Returns:
-            :class:`Prediction` with ``score [n]`` (ensemble mean) and ``uncertainty [n]`` (ensemble std).
+            :class:`Prediction` with ``score [n]`` (ensemble mean, blended with the size prior when the
+            predictor has one) and ``uncertainty [n]`` (ensemble std, scaled alike).
         """
         self._require_fitted("predict")
         check_positive(batch_size=batch_size, workers=workers)
@@ -372,9 +381,14 @@ class WeightPredictor:
         if count:
             # the workers start while the input is validated here
             with WorkerPool(self, count, cls=WeightPredictor) as pool:
-                scores = pool.scores(self._archs(archs), batch_size=batch_size, progress=progress)
+                arch_list = self._archs(archs)
+                scores = pool.scores(arch_list, batch_size=batch_size, progress=progress)
         else:
-            scores = self._member_scores(self._archs(archs), batch_size, progress)
+            arch_list = self._archs(archs)
+            scores = self._member_scores(arch_list, batch_size, progress)
+        entry = None if self.prior is None else self.prior["spaces"].get(self.space.name)
+        if entry is not None and entry["weight"]:
+            scores = blend(scores, log_params(self.candidates, arch_list), entry)
         scores = self.target["mean"] + self.target["std"] * scores
         return Prediction(score=scores.mean(axis=0), uncertainty=scores.std(axis=0))
 
@@ -464,31 +478,3 @@ def load(
         wsnas.PredictorFileError: the file is missing, not a wsnas predictor file, truncated or tampered with.
     """
     return load_as(WeightPredictor, path_or_name, device=device, space=space)
-
-
-#: the shipped predictor trained on the zoos of several spaces (``load("multi")``): the default of a space that
-#: has no shipped predictor of its own
-MULTI_SPACE = "multi"
-
-
-def default_predictor(space: SearchSpace | str, *, device: torch.device | str | None = None) -> WeightPredictor:
-    """The predictor ``wsnas predict`` and ``wsnas search`` use for ``space`` (an object or a registered name)
-    when none is given: its own shipped predictor (``load(space.name)``) if one is installed, else the
-    shipped multi-space predictor (:data:`MULTI_SPACE`) transferred to it (:meth:`WeightPredictor.transfer`:
-    the width and target statistics it was trained at for a space it was trained on; for another space the
-    default transfer width, and an :class:`~wsnas.predictors.UnseenLayerWarning` naming layer types none of
-    its zoos had).
-
-    Raises:
-        wsnas.PredictorFileError: neither is installed.
-        ValueError: ``space`` cannot be built at the transfer width.
-    """
-    from wsnas.predictors._persist import shipped_path
-    from wsnas.search_spaces import get_space
-
-    space_obj = get_space(space) if isinstance(space, str) else space
-    if shipped_path(space_obj.name).is_file():
-        return load(space_obj.name, device=device, space=space_obj)
-    if not shipped_path(MULTI_SPACE).is_file():
-        return load(space_obj.name, device=device)  # the loader's error: nothing is shipped for this space
-    return load(MULTI_SPACE, device=device).transfer(space_obj)

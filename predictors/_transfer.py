@@ -230,6 +230,22 @@ def adapt_unseen(pred: WeightPredictor, seen: Sequence[str], used: Sequence[str]
     return done
 
 
+def transferred_prior(pred: WeightPredictor, new: WeightPredictor) -> dict[str, Any] | None:
+    """``pred``'s size prior carried to ``new`` (bound to another space or width): a trained space keeps its
+    weight, a space never trained on gets the prior's ``unseen_weight``; the statistics are recomputed at
+    ``new``'s width unless it is the one they were taken at. ``None`` stays ``None`` (no prior)."""
+    from wsnas.predictors._prior import space_prior
+
+    if pred.prior is None:
+        return None
+    prior = copy.deepcopy(pred.prior)
+    old = prior["spaces"].get(new.space.name)
+    if old is None or old.get("size") != dict(new.candidates.size):
+        weight, seen = (old["weight"], old.get("seen", True)) if old else (prior["unseen_weight"], False)
+        prior["spaces"][new.space.name] = space_prior(new.candidates, new.seed, weight, seen=seen)
+    return prior
+
+
 def transfer(
     pred: WeightPredictor,
     space: SearchSpace | str,
@@ -277,6 +293,7 @@ def transfer(
     pretrained = getattr(pred, "_pretrained", None)
     new._pretrained = None if pretrained is None else {k: v.clone() for k, v in pretrained.items()}
     new.layer_types = list(seen)
+    new.prior = transferred_prior(pred, new)
     new.fitted = True
     adapted = adapt_unseen(new, seen, used) if adapt else {}
     unseen = warn_unseen(seen, used, f"search space {space_obj.name!r}", stacklevel=4)

@@ -127,6 +127,16 @@ def test_tampered_card_is_detected(saved) -> None:
     _raises(saved, "card does not match its sha256")
 
 
+def _with_prior(metadata: dict[str, str], prior) -> str:
+    return json.dumps({**json.loads(metadata["card"]), "prior": prior})
+
+
+def _prior(metadata: dict[str, str], **change) -> dict:
+    prior = json.loads(metadata["card"])["prior"]
+    prior["spaces"]["nb201"].update(change)
+    return prior
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
@@ -135,6 +145,9 @@ def test_tampered_card_is_detected(saved) -> None:
         (lambda m, t: ({**m, "card": "[1, 2]"}, t), "card must be a JSON object"),
         (lambda m, t: ({**m, "card": json.dumps({"space": "nb201"})}, t), "card is invalid"),
         (lambda m, t: ({**m, "card": json.dumps({**json.loads(m["card"]), "space": "nope"})}, t), "not registered"),
+        (lambda m, t: ({**m, "card": _with_prior(m, {"spaces": [1]})}, t), "'prior' must be an object"),
+        (lambda m, t: ({**m, "card": _with_prior(m, _prior(m, weight=-1.0))}, t), "finite weight >= 0"),
+        (lambda m, t: ({**m, "card": _with_prior(m, _prior(m, std=0.0))}, t), "std > 0"),
         (lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("m1.")}), "missing ['m1."),
         (
             lambda m, t: (m, {**t, "m0.node_in.weight": torch.zeros(3, 3)}),

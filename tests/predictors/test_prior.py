@@ -1,0 +1,97 @@
+"""The size prior: a fit chooses each space's weight on its validation set, predict blends the ensemble with
+the parameter count by it, files keep it, transfer carries it, and a predictor without one is unchanged."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from wsnas.predictors import EncoderConfig, WeightPredictor, load, spearman
+from wsnas.predictors._prior import UNSEEN_WEIGHT, WEIGHTS, blend, choose_weight, log_params
+from wsnas.search_spaces import get_space
+from wsnas.training import sample_distinct
+
+SPACE = get_space("nb201")
+SMALL = EncoderConfig(hidden=8, layers=1, kernel_size=3)
+
+
+def _fit(archs, y, **options) -> WeightPredictor:
+    pred = WeightPredictor(SPACE, encoder=SMALL, ensemble=2, seed=3, size={"C": 2, "N": 1})
+    return pred.fit(archs, y, epochs=2, batch_size=8, progress=False, **options)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list, np.ndarray]:
+    archs = sample_distinct(SPACE, 60, 4)
+    sizes = log_params(WeightPredictor(SPACE, size={"C": 2, "N": 1}).candidates, archs)
+    return archs, sizes
+
+
+def test_choose_weight_follows_the_better_signal() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=200)
+    noise = rng.normal(size=200)
+    assert choose_weight(noise, y, y) == max(WEIGHTS)  # the size alone ranks perfectly
+    assert choose_weight(y, noise, y) == 0.0  # the scores alone rank perfectly
+    mixed = choose_weight(y + noise, y - noise, y)  # each half right: an equal blend is exact
+    assert mixed == 1.0
+    assert choose_weight(y[:2], y[:2], y[:2]) == 0.0  # too few to choose
+
+
+def test_a_size_driven_target_gets_a_weight_and_predict_blends_by_it(data) -> None:
+    archs, sizes = data
+    pred = _fit(archs, sizes)  # the target is the log parameter count itself: two epochs cannot learn it
+    entry = pred.prior["spaces"]["nb201"]
+    assert entry["weight"] > 0 and entry["seen"] and entry["size"] == {"C": 2, "N": 1}
+    assert pred.history[-1]["prior_weights"] == {"nb201": entry["weight"]}
+    out = pred.predict(archs)
+    members = pred._member_scores(archs, 64)  # [K, n] standardised
+    w = entry["weight"]
+    expected = (members.mean(0) + w * (sizes - entry["mean"]) / entry["std"]) / (1 + w)
+    np.testing.assert_allclose(out.score, pred.target["mean"] + pred.target["std"] * expected, rtol=1e-9)
+    np.testing.assert_allclose(out.uncertainty, pred.target["std"] * members.std(0) / (1 + w), rtol=1e-9)
+    assert spearman(out.score, sizes) > spearman(members.mean(0), sizes)
+
+    plain = _fit(archs, sizes, size_prior=False)
+    assert plain.prior is None and plain.card["prior"] is None
+    np.testing.assert_allclose(plain.predict(archs).score, plain.target["mean"] + plain.target["std"]
+                               * plain._member_scores(archs, 64).mean(0), rtol=1e-9)  # fmt: skip
+
+
+def test_the_prior_survives_a_file_and_a_predictor_without_one_is_unchanged(data, tmp_path) -> None:
+    archs, sizes = data
+    pred = _fit(archs, -sizes)  # smaller is better here: the blend must not help, the weight stays 0
+    assert pred.prior["spaces"]["nb201"]["weight"] == 0.0
+    np.testing.assert_array_equal(blend(np.ones(3), np.arange(3.0), pred.prior["spaces"]["nb201"]), np.ones(3))
+    sized = _fit(archs, sizes)
+    back = load(sized.save(tmp_path / "p.safetensors"))
+    assert back.prior == sized.prior
+    np.testing.assert_array_equal(back.predict(archs[:9]).score, sized.predict(archs[:9]).score)
+    shipped = load("nb201")  # written before the prior existed: no prior, scores as before
+    assert shipped.prior is None
+
+
+def test_transfer_gives_an_unseen_space_the_unseen_weight(data) -> None:
+    archs, sizes = data
+    pred = _fit(archs, sizes)
+    own = pred.prior["spaces"]["nb201"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layer types NB201 never had
+        other = pred.transfer("nb101")
+    entry = other.prior["spaces"]["nb101"]
+    assert entry["weight"] == UNSEEN_WEIGHT and not entry["seen"]
+    assert entry["size"] == dict(other.candidates.size) and entry["std"] > 0
+    assert other.prior["spaces"]["nb201"] == own  # the trained space's entry is kept
+    nb101 = sample_distinct(get_space("nb101"), 20, 0)
+    scores = other.predict(nb101).score
+    members = other._member_scores(nb101, 64).mean(0)
+    p = log_params(other.candidates, nb101)
+    # an equal blend of the two ranks' standardised values: it follows both
+    assert spearman(scores, p) > spearman(members, p) and np.isfinite(scores).all()
+    wider = pred.transfer(SPACE, size={"C": 4, "N": 1})  # its own space at another width: new statistics
+    moved = wider.prior["spaces"]["nb201"]
+    assert moved["weight"] == own["weight"] and moved["seen"] and moved["mean"] != own["mean"]
+    assert rankdata(log_params(wider.candidates, archs)).tolist() == rankdata(sizes).tolist()
