@@ -146,7 +146,8 @@ def leave_one_out(args: argparse.Namespace, zoos: dict[str, str], target: str) -
     fit = pred.history[-1]
     per_space = {k: v.get("val_spearman") for k, v in (fit.get("spaces") or {}).items()}
     print(f"# {target} held out: trained on {list(fit.get('spaces') or [pred.space.name])} ({fit['n']} cells, "
-          f"{time.perf_counter() - t0:.0f} s): validation Spearman per space {per_space}", file=sys.stderr, flush=True)
+          f"{time.perf_counter() - t0:.0f} s): validation Spearman per space {per_space}, size prior weights "
+          f"{fit.get('prior_weights')}", file=sys.stderr, flush=True)
     return pred
 
 
@@ -195,6 +196,10 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
 
     t0 = time.perf_counter()
     add("zero-shot", 0, None, base.predict(t_archs).score, t0)
+    if getattr(base, "prior", None) is not None:  # the same members without the size prior
+        t0, prior, base.prior = time.perf_counter(), base.prior, None
+        add("zero-shot, ensemble alone", 0, None, base.predict(t_archs).score, t0)
+        base.prior = prior
     for k in args.budgets:
         if k > len(pool):
             print(f"# {name}: K={k} is more than the pool's {len(pool)} architectures; skipped", file=sys.stderr)
@@ -216,7 +221,7 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
         t0 = time.perf_counter()
         zc = ZeroCostBaseline(space, proxy, task=task, size=ZOO_SIZES.get(name), seed=0)
         add(proxy, 0, None, zc.predict(t_archs), t0)
-    order = {"zero-shot": 0, "fine-tuned": 1, "scratch": 2}
+    order = {"zero-shot": 0, "zero-shot, ensemble alone": 0, "fine-tuned": 1, "scratch": 2}
     rows.sort(key=lambda r: (order.get(r["method"], 3), r["k"]))
     print(report(name, rows, len(test), len(pool)), flush=True)
     return rows

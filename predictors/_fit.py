@@ -13,6 +13,7 @@ import copy
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,22 @@ if TYPE_CHECKING:
     from wsnas.predictors._predictor import WeightPredictor
     from wsnas.search_spaces import SearchSpace
 
-__all__ = ["fit_members", "fit_spaces", "train_epoch"]
+__all__ = ["FitOptions", "fit_members", "fit_spaces", "train_epoch"]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The training options of :meth:`WeightPredictor.fit` (defaults and meaning there), checked there and
+    passed on as one."""
+
+    val_fraction: float
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    regression_weight: float
+    pretrained_lr_scale: float
 
 
 def train_epoch(
@@ -73,14 +89,8 @@ def fit_members(
     train_g: list[ParamGraph],
     z: torch.Tensor,
     validate: Callable[[WeightEncoder], float] | None,
+    options: FitOptions,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    patience: int,
-    regression_weight: float,
-    pretrained_lr_scale: float,
     bar: Any,
     checkpoint: FitCheckpoint | None = None,
 ) -> list[float | None]:
@@ -88,6 +98,7 @@ def fit_members(
     (higher is better: a validation Spearman; ``None``: ``epochs`` epochs each); each keeps its best epoch. With
     ``checkpoint``, progress is saved as the fit goes and a saved state (``checkpoint.resumed``) is
     resumed. Returns each member's best validation score (``None`` without ``validate``)."""
+    o, epochs = options, options.epochs
     state = checkpoint.resumed if checkpoint is not None and checkpoint.resumed is not None else FitState(member=0)
     for i, done in enumerate(state.done):
         pred.members[i].load_state_dict(done)
@@ -96,7 +107,7 @@ def fit_members(
     for i in range(state.member, pred.ensemble):
         member = pred.members[i]
         member.load_state_dict(start_state(pred, i))  # fit starts from scratch (or the pretrained encoder)
-        opt = torch.optim.AdamW(param_groups(pred, member, lr, pretrained_lr_scale), weight_decay=weight_decay)
+        opt = torch.optim.AdamW(param_groups(pred, member, o.lr, o.pretrained_lr_scale), weight_decay=o.weight_decay)
         rng = np.random.default_rng([pred.seed, i])
         best, best_state, waited, start = -math.inf, None, 0, 0
         if i == state.member and state.weights is not None:  # resume this member mid-way
@@ -107,7 +118,7 @@ def fit_members(
             bar.update(start)
         stopped = False
         for epoch in range(start, epochs):
-            train_epoch(pred, member, opt, train_g, z, rng, batch_size, regression_weight)
+            train_epoch(pred, member, opt, train_g, z, rng, o.batch_size, o.regression_weight)
             bar.update(1)
             if validate is not None:
                 rho = validate(member)
@@ -117,7 +128,7 @@ def fit_members(
                 else:
                     waited += 1
                 bar.set_postfix(member=i, val_spearman=f"{best:.3f}")
-                stopped = waited >= patience
+                stopped = waited >= o.patience
             if checkpoint is not None and not stopped and epoch + 1 < epochs and checkpoint.due():
                 current = FitState(i, epoch + 1, best, waited, rng.bit_generator.state, state.done, member_best)
                 current.weights, current.best_weights = member.state_dict(), best_state
@@ -140,14 +151,7 @@ def fit_spaces(
     data: Sequence[tuple[SearchSpace, list[Arch], np.ndarray]],
     *,
     sizes: Mapping[str, dict[str, Any]],
-    val_fraction: float,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    patience: int,
-    regression_weight: float,
-    pretrained_lr_scale: float,
+    options: FitOptions,
     target_name: str,
     progress: bool,
     checkpoint: str | os.PathLike[str] | None,
@@ -167,6 +171,8 @@ def fit_spaces(
     """
     from wsnas.encoding import CandidateGraphs
     from wsnas.predictors._transfer import default_transfer_size, layer_types
+
+    val_fraction, epochs, regression_weight = options.val_fraction, options.epochs, options.regression_weight
 
     sets, train_g, z_parts, types, val_sets = [], [], [], set(), []
     for k, (space, archs, y) in enumerate(data):
@@ -201,16 +207,12 @@ def fit_spaces(
 
     ckpt = None
     if checkpoint is not None:
-        options = {"val_fraction": val_fraction, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                   "weight_decay": weight_decay, "patience": patience, "regression_weight": regression_weight,
-                   "pretrained_lr_scale": pretrained_lr_scale, "sizes": [s["size"] for s in sets]}  # fmt: skip
+        keyed = {**asdict(options), "sizes": [s["size"] for s in sets]}
         names = [f"{space.name}:{space.to_string(a)}" for space, archs, _ in data for a in archs]
-        ckpt = open_checkpoint(checkpoint, fit_key(pred, names, np.concatenate([y for *_, y in data]), options))
+        ckpt = open_checkpoint(checkpoint, fit_key(pred, names, np.concatenate([y for *_, y in data]), keyed))
     bar = progress_bar(pred.ensemble * epochs, "fit", progress)
     member_best = fit_members(
-        pred, train_g, z, validate if validation else None, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, patience=patience, regression_weight=regression_weight,
-        pretrained_lr_scale=pretrained_lr_scale, bar=bar, checkpoint=ckpt,
+        pred, train_g, z, validate if validation else None, options, bar=bar, checkpoint=ckpt,
     )  # fmt: skip
     bar.close()
     pred.fitted = True
@@ -222,7 +224,7 @@ def fit_spaces(
     pred.training_data = {"source": "arrays", "n": n, "n_val": n_val, "target": target_name}
     pred.layer_types = sorted(types)
     event = {"event": "fit", "space": pred.space.name, "size": dict(pred.candidates.size), "n": n, "n_val": n_val}
-    event.update({"epochs": epochs, "lr": lr, "pretrained": pred._pretrained is not None})
+    event.update({"epochs": epochs, "lr": options.lr, "pretrained": pred._pretrained is not None})
     event["val_spearman"] = finite_or_none(per_space[0])
     event["member_val_spearman"] = [finite_or_none(b) for b in member_best]
     if len(sets) > 1:
@@ -249,15 +251,14 @@ def fit_prior(
 ) -> dict[str, Any]:
     """The size prior of a fitted ``pred``: each set's weight chosen on its validation set (0 without
     one), its statistics from a seeded sample of its space."""
-    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, log_params, space_prior
+    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, space_prior, standardised_sizes
 
     spaces = {}
     for s, (candidates, archs) in zip(sets, val_sets):
         graphs, y_val = s["val"]
-        entry = space_prior(candidates, pred.seed, 0.0, seen=True)
+        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation")
         if len(graphs):
-            scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
-            sizes = (log_params(candidates, archs) - entry["mean"]) / entry["std"]
-            entry["weight"] = choose_weight(scores, sizes, y_val)
+            scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0) / entry["score_std"]
+            entry["weight"] = choose_weight(scores, standardised_sizes(candidates, archs, entry), y_val)
         spaces[s["space"]] = entry
     return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": spaces}

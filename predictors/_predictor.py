@@ -28,11 +28,11 @@ import torch
 from wsnas._arch import Arch
 from wsnas.encoding import CandidateGraphs, ParamGraph, batch_graphs
 from wsnas.predictors._encoder import EncoderConfig, WeightEncoder
-from wsnas.predictors._fit import fit_spaces, train_epoch
+from wsnas.predictors._fit import FitOptions, fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
-from wsnas.predictors._prior import blend, log_params
+from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, log_params
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -259,12 +259,10 @@ class WeightPredictor:
                 f"and needs 2 more to train on, got {len(arch_list)} in all"
             )
         data = [(self.space, arch_list, y), *space_sets(other_spaces or {}, labelled=True, own=self.space.name)]
-        fit_spaces(
-            self, data, sizes=dict(other_sizes or {}), val_fraction=val_fraction, epochs=epochs,
-            batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
-            regression_weight=regression_weight, pretrained_lr_scale=pretrained_lr_scale, target_name=target_name,
-            progress=progress, checkpoint=checkpoint, size_prior=size_prior,
-        )  # fmt: skip
+        options = FitOptions(val_fraction, epochs, batch_size, lr, weight_decay, patience, regression_weight,
+                             pretrained_lr_scale)  # fmt: skip
+        fit_spaces(self, data, sizes=dict(other_sizes or {}), options=options, target_name=target_name,
+                   progress=progress, checkpoint=checkpoint, size_prior=size_prior)  # fmt: skip
         return self
 
     def _loss(self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float) -> float:
@@ -301,7 +299,8 @@ class WeightPredictor:
         No early stopping: each member trains ``epochs`` epochs in its own order. The event, with the
         training loss before and after, is appended to the card's history, and the layer types of
         ``archs`` join the card's ``layer_types``. The first fine-tuning after :meth:`transfer` to another
-        space re-standardises the targets on these labels (mean and std of the new space).
+        space re-standardises the targets on these labels (mean and std of the new space); on a space never
+        trained on, 10 labels or more choose the size prior's weight (see :mod:`wsnas.predictors._prior`).
         """
         self._require_fitted("fine_tune")
         arch_list = self._archs(archs)
@@ -316,6 +315,7 @@ class WeightPredictor:
         if restandardised:
             self.target = {**self.target, "mean": float(y.mean()), "std": float(y.std()), "space": self.space.name}
         z = self._z(y)
+        weight = fine_tune_weight(self, arch_list, graphs, y)  # before training: the scores are out of sample
         before = self._loss(graphs, z, regression_weight)
         bar = progress_bar(self.ensemble * epochs, "fine_tune", progress)
         step = len(self.history)
@@ -326,6 +326,7 @@ class WeightPredictor:
                 train_epoch(self, member, opt, graphs, z, rng, batch_size, regression_weight)
                 bar.update(1)
         bar.close()
+        self.prior = fine_tuned_prior(self, weight)
         if self.layer_types is not None:
             self.layer_types = sorted({*self.layer_types, *layer_types(self.candidates, arch_list, n=16, seed=step)})
         self.history.append(

@@ -5,22 +5,26 @@ the strongest single signal on a new space (on the NB101 zoo's held-out half, pa
 multi-space predictor trained on NB101 labels at 0.720). The encoder learns this relation only partly, so a
 predictor's score is
 
-    score = mean + std * (s + w * p) / (1 + w)
+    score = mean + std * (s + w * sd * p) / (1 + w)
 
 where ``s`` is the ensemble's mean standardised score, ``p = (log numel - mu) / sigma`` is the standardised
-log parameter count of the network at the encoding width (``mu`` and ``sigma`` from a seeded sample of
-:data:`STATS_SAMPLE` architectures of the space; the count at a small width ranks like the count at full
-width: Spearman 1.000 on NB201 and NB101's zoos, 0.979 on MacroCNN's) and ``w`` is the space's weight.
+log parameter count of the network at the encoding width, ``sd`` the spread of ``s`` over the space (so the
+two terms count on one scale, whatever the ensemble's spread), and ``w`` the space's weight. ``mu``,
+``sigma`` and ``sd`` come from a seeded sample of :data:`STATS_SAMPLE` architectures of the space. The count
+at a small width ranks like the count at full width (Spearman 1.000 on the NB201 and NB101 zoos, 0.979 on
+MacroCNN's).
 
 * After :meth:`~wsnas.predictors.WeightPredictor.fit`, each trained space's ``w`` is the one of
   :data:`WEIGHTS` with the best Spearman on that space's validation set (ties: the smaller weight), so a
   space where the encoder already ranks well keeps ``w`` near 0.
 * A space the predictor was never trained on (:meth:`~wsnas.predictors.WeightPredictor.transfer`) gets
-  :data:`UNSEEN_WEIGHT`: the encoder and the parameter count count equally.
+  :data:`UNSEEN_WEIGHT`: the encoder and the parameter count count equally. The first
+  :meth:`~wsnas.predictors.WeightPredictor.fine_tune` there with at least :data:`MIN_CHOICE` labels chooses
+  ``w`` on them from the scores the ensemble gave them before it trained on them (out of sample).
 * A predictor written before the prior existed has none (``w = 0``): its scores do not change.
 
 The card's ``prior`` records ``{"feature": "log_params", "unseen_weight": ..., "spaces": {name: {"weight",
-"mean", "std", "size", "seen"}}}``.
+"mean", "std", "score_std", "size", "seen", "chosen_on"}}}``.
 """
 
 from __future__ import annotations
@@ -35,17 +39,22 @@ from wsnas.predictors._training import spearman
 if TYPE_CHECKING:
     from wsnas._arch import Arch
     from wsnas.encoding import CandidateGraphs
+    from wsnas.predictors._predictor import WeightPredictor
 
 __all__ = [
-    "WEIGHTS", "UNSEEN_WEIGHT", "STATS_SAMPLE", "log_params", "space_prior", "choose_weight", "blend", "checked_prior",
+    "WEIGHTS", "UNSEEN_WEIGHT", "STATS_SAMPLE", "MIN_CHOICE", "log_params", "space_prior", "standardised_sizes",
+    "fine_tune_weight", "fine_tuned_prior", "choose_weight", "blend",
+    "checked_prior",
 ]  # fmt: skip
 
 #: the weights a fit chooses among, on each space's validation set
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: the weight of a space the predictor never saw labels of
 UNSEEN_WEIGHT = 1.0
-#: architectures drawn (seeded) to standardise a space's log parameter counts
+#: architectures drawn (seeded) to standardise a space's log parameter counts and the ensemble's scores
 STATS_SAMPLE = 256
+#: the fewest labels a fine-tuning on a space never trained on chooses its weight from
+MIN_CHOICE = 10
 
 
 def log_params(candidates: CandidateGraphs, archs: Sequence[Arch]) -> np.ndarray:
@@ -54,23 +63,44 @@ def log_params(candidates: CandidateGraphs, archs: Sequence[Arch]) -> np.ndarray
     return np.log(np.asarray([max(candidates.entry(a)[0].numel, 1) for a in archs], dtype=np.float64))
 
 
-def space_prior(candidates: CandidateGraphs, seed: int, weight: float, *, seen: bool) -> dict[str, Any]:
-    """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight`` and the mean and std of the
-    log parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``seed``."""
+def space_prior(
+    pred: WeightPredictor,
+    candidates: CandidateGraphs,
+    weight: float,
+    *,
+    seen: bool,
+    chosen_on: str,
+    scores_only: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight``, the mean and std of the log
+    parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` and the std of
+    ``pred``'s ensemble mean standardised score over them. ``scores_only``: an entry whose count statistics
+    are kept (the ensemble changed, the width did not)."""
+    from wsnas.predictors._training import space_graphs
     from wsnas.training import sample_distinct
 
     space = candidates.space
-    n = STATS_SAMPLE if space.size is None else min(STATS_SAMPLE, space.size)
-    values = log_params(candidates, sample_distinct(space, n, seed))
+    archs = sample_distinct(space, STATS_SAMPLE if space.size is None else min(STATS_SAMPLE, space.size), pred.seed)
+    graphs = space_graphs(candidates, archs, pred.seed)
+    score_std = float(np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0).std())
+    entry = {"weight": float(weight), "score_std": score_std if score_std > 0 else 1.0, "size": dict(candidates.size),
+             "seen": seen, "chosen_on": chosen_on}  # fmt: skip
+    if scores_only is not None:
+        return {**entry, "mean": scores_only["mean"], "std": scores_only["std"]}
+    values = log_params(candidates, archs)
     std = float(values.std())
-    return {"weight": float(weight), "mean": float(values.mean()), "std": std if std > 0 else 1.0,
-            "size": dict(candidates.size), "seen": seen}  # fmt: skip
+    return {**entry, "mean": float(values.mean()), "std": std if std > 0 else 1.0}
+
+
+def standardised_sizes(candidates: CandidateGraphs, archs: Sequence[Arch], entry: dict[str, Any]) -> np.ndarray:
+    """``[n]``: ``p``, the log parameter counts standardised by ``entry``."""
+    return (log_params(candidates, archs) - entry["mean"]) / entry["std"]
 
 
 def choose_weight(scores: np.ndarray, sizes: np.ndarray, targets: np.ndarray) -> float:
-    """The weight of :data:`WEIGHTS` whose blend of ``scores [n]`` (standardised) and ``sizes [n]``
-    (standardised log parameter counts) has the best Spearman with ``targets [n]``; 0 with fewer than 3
-    architectures or when no blend ranks them (all ties)."""
+    """The weight of :data:`WEIGHTS` whose blend ``scores + w * sizes`` (``scores [n]`` divided by their spread
+    over the space, ``sizes [n]`` standardised) has the best Spearman with ``targets [n]``; 0 with fewer than
+    3 architectures or when no blend ranks them (all ties)."""
     if len(targets) < 3:
         return 0.0
     best, best_rho = 0.0, -np.inf
@@ -82,13 +112,36 @@ def choose_weight(scores: np.ndarray, sizes: np.ndarray, targets: np.ndarray) ->
 
 
 def blend(scores: np.ndarray, sizes: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
-    """``(scores + w * p) / (1 + w)`` for ``scores [..., n]`` and log parameter counts ``sizes [n]``,
-    ``p`` standardised by ``entry`` (``None`` or ``w = 0``: ``scores`` unchanged)."""
+    """``(scores + w * sd * p) / (1 + w)`` for ``scores [..., n]`` and log parameter counts ``sizes [n]``,
+    ``p`` standardised by ``entry`` and ``sd`` its ``score_std`` (``None`` or ``w = 0``: ``scores`` unchanged)."""
     if entry is None or not entry["weight"]:
         return scores
     w = float(entry["weight"])
     p = (sizes - entry["mean"]) / entry["std"]
-    return (scores + w * p) / (1.0 + w)
+    return (scores + w * entry["score_std"] * p) / (1.0 + w)
+
+
+def fine_tune_weight(pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray) -> float | None:
+    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose for a
+    space whose weight is still the default (at least :data:`MIN_CHOICE` labels), from the scores the
+    ensemble gives them now; ``None``: the weight stays."""
+    entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
+    if entry is None or entry.get("chosen_on") != "default" or len(archs) < MIN_CHOICE:
+        return None
+    scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0) / entry["score_std"]
+    return choose_weight(scores, standardised_sizes(pred.candidates, archs, entry), targets)
+
+
+def fine_tuned_prior(pred: WeightPredictor, weight: float | None) -> dict[str, Any] | None:
+    """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune`: the prior with the space's entry given the
+    new ensemble's score spread and, unless ``weight`` is ``None``, that weight."""
+    entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
+    if entry is None:
+        return pred.prior
+    how = entry.get("chosen_on", "validation") if weight is None else "fine_tune"
+    w = entry["weight"] if weight is None else weight
+    new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry)
+    return {**pred.prior, "spaces": {**pred.prior["spaces"], pred.space.name: new}}
 
 
 def checked_prior(prior: Any) -> dict[str, Any] | None:
@@ -106,10 +159,13 @@ def checked_prior(prior: Any) -> dict[str, Any] | None:
     for name, entry in prior["spaces"].items():
         if not isinstance(entry, dict):
             raise TypeError(f"'prior' of space {name!r} must be an object, got {type(entry).__name__}")
-        w, mean, std = (float(entry[k]) for k in ("weight", "mean", "std"))
-        if not (np.isfinite(w) and w >= 0 and np.isfinite(mean) and np.isfinite(std) and std > 0):
-            raise ValueError(f"'prior' of space {name!r} needs a finite weight >= 0, mean and std > 0, got {entry}")
-        spaces[str(name)] = {**entry, "weight": w, "mean": mean, "std": std}
+        w, mean, std, sd = (float(entry[k]) for k in ("weight", "mean", "std", "score_std"))
+        if not (np.isfinite(w) and w >= 0 and np.isfinite(mean) and np.isfinite(std) and std > 0 and np.isfinite(sd)
+                and sd > 0):  # fmt: skip
+            raise ValueError(
+                f"'prior' of space {name!r} needs a finite weight >= 0, mean, std > 0 and score_std > 0, got {entry}"
+            )
+        spaces[str(name)] = {**entry, "weight": w, "mean": mean, "std": std, "score_std": sd}
     unseen = float(prior.get("unseen_weight", UNSEEN_WEIGHT))
     if not (np.isfinite(unseen) and unseen >= 0):
         raise ValueError(f"'prior' unseen_weight must be a finite number >= 0, got {unseen}")

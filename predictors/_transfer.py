@@ -230,19 +230,21 @@ def adapt_unseen(pred: WeightPredictor, seen: Sequence[str], used: Sequence[str]
     return done
 
 
-def transferred_prior(pred: WeightPredictor, new: WeightPredictor) -> dict[str, Any] | None:
+def transferred_prior(pred: WeightPredictor, new: WeightPredictor, *, refresh: bool = False) -> dict[str, Any] | None:
     """``pred``'s size prior carried to ``new`` (bound to another space or width): a trained space keeps its
     weight, a space never trained on gets the prior's ``unseen_weight``; the statistics are recomputed at
-    ``new``'s width unless it is the one they were taken at. ``None`` stays ``None`` (no prior)."""
+    ``new``'s width unless it is the one they were taken at and not ``refresh`` (adapted members). ``None``
+    stays ``None`` (no prior)."""
     from wsnas.predictors._prior import space_prior
 
     if pred.prior is None:
         return None
     prior = copy.deepcopy(pred.prior)
     old = prior["spaces"].get(new.space.name)
-    if old is None or old.get("size") != dict(new.candidates.size):
+    if old is None or old.get("size") != dict(new.candidates.size) or refresh:
         weight, seen = (old["weight"], old.get("seen", True)) if old else (prior["unseen_weight"], False)
-        prior["spaces"][new.space.name] = space_prior(new.candidates, new.seed, weight, seen=seen)
+        how = old.get("chosen_on", "validation") if old else "default"
+        prior["spaces"][new.space.name] = space_prior(new, new.candidates, weight, seen=seen, chosen_on=how)
     return prior
 
 
@@ -293,9 +295,9 @@ def transfer(
     pretrained = getattr(pred, "_pretrained", None)
     new._pretrained = None if pretrained is None else {k: v.clone() for k, v in pretrained.items()}
     new.layer_types = list(seen)
-    new.prior = transferred_prior(pred, new)
     new.fitted = True
     adapted = adapt_unseen(new, seen, used) if adapt else {}
+    new.prior = transferred_prior(pred, new, refresh=bool(adapted))
     unseen = warn_unseen(seen, used, f"search space {space_obj.name!r}", stacklevel=4)
     new.history = copy.deepcopy(pred.history) + [
         {

@@ -165,6 +165,8 @@ def test_shipped_multi_space_predictor_reproduces_its_held_out_table() -> None:
         scores = on.predict([space.from_string(by_hash[h][0].arch) for h in test]).score
         truth = [np.mean([r.val_acc for r in by_hash[h]]) for h in test]
         assert spearmanr(scores, truth).statistic == pytest.approx(row["spearman"], abs=1e-6)
+        assert on.prior["spaces"][row["space"]] == card["prior"]["spaces"][row["space"]]  # a trained space's prior
+    assert all(e["seen"] and e["weight"] >= 0 for e in card["prior"]["spaces"].values())
 
 
 def test_pretraining_on_several_spaces_ranks_each_space_on_its_own() -> None:

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import rankdata
 
 from wsnas.predictors import EncoderConfig, WeightPredictor, load, spearman
-from wsnas.predictors._prior import UNSEEN_WEIGHT, WEIGHTS, blend, choose_weight, log_params
+from wsnas.predictors._prior import MIN_CHOICE, UNSEEN_WEIGHT, WEIGHTS, blend, choose_weight, log_params
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
 
@@ -30,6 +30,10 @@ def data() -> tuple[list, np.ndarray]:
     return archs, sizes
 
 
+def sd_ok(entry) -> bool:
+    return entry["score_std"] > 0 and entry["chosen_on"] in ("validation", "default", "fine_tune")
+
+
 def test_choose_weight_follows_the_better_signal() -> None:
     rng = np.random.default_rng(0)
     y = rng.normal(size=200)
@@ -45,12 +49,13 @@ def test_a_size_driven_target_gets_a_weight_and_predict_blends_by_it(data) -> No
     archs, sizes = data
     pred = _fit(archs, sizes)  # the target is the log parameter count itself: two epochs cannot learn it
     entry = pred.prior["spaces"]["nb201"]
-    assert entry["weight"] > 0 and entry["seen"] and entry["size"] == {"C": 2, "N": 1}
+    assert entry["weight"] > 0 and entry["seen"] and entry["size"] == {"C": 2, "N": 1} and sd_ok(entry)
     assert pred.history[-1]["prior_weights"] == {"nb201": entry["weight"]}
     out = pred.predict(archs)
     members = pred._member_scores(archs, 64)  # [K, n] standardised
     w = entry["weight"]
-    expected = (members.mean(0) + w * (sizes - entry["mean"]) / entry["std"]) / (1 + w)
+    sd = entry["score_std"]  # the ensemble's spread over a sample of the space: both terms on one scale
+    expected = (members.mean(0) + w * sd * (sizes - entry["mean"]) / entry["std"]) / (1 + w)
     np.testing.assert_allclose(out.score, pred.target["mean"] + pred.target["std"] * expected, rtol=1e-9)
     np.testing.assert_allclose(out.uncertainty, pred.target["std"] * members.std(0) / (1 + w), rtol=1e-9)
     assert spearman(out.score, sizes) > spearman(members.mean(0), sizes)
@@ -82,7 +87,7 @@ def test_transfer_gives_an_unseen_space_the_unseen_weight(data) -> None:
         warnings.simplefilter("ignore")  # layer types NB201 never had
         other = pred.transfer("nb101")
     entry = other.prior["spaces"]["nb101"]
-    assert entry["weight"] == UNSEEN_WEIGHT and not entry["seen"]
+    assert entry["weight"] == UNSEEN_WEIGHT and not entry["seen"] and entry["chosen_on"] == "default"
     assert entry["size"] == dict(other.candidates.size) and entry["std"] > 0
     assert other.prior["spaces"]["nb201"] == own  # the trained space's entry is kept
     nb101 = sample_distinct(get_space("nb101"), 20, 0)
@@ -95,3 +100,25 @@ def test_transfer_gives_an_unseen_space_the_unseen_weight(data) -> None:
     moved = wider.prior["spaces"]["nb201"]
     assert moved["weight"] == own["weight"] and moved["seen"] and moved["mean"] != own["mean"]
     assert rankdata(log_params(wider.candidates, archs)).tolist() == rankdata(sizes).tolist()
+
+
+def test_fine_tuning_on_an_unseen_space_chooses_the_weight_from_out_of_sample_scores(data) -> None:
+    archs, sizes = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = _fit(archs, sizes).transfer("nb101")
+        few = other.transfer("nb101")  # fewer labels than MIN_CHOICE: the default weight stays
+    nb101 = sample_distinct(get_space("nb101"), 24, 5)
+    p = log_params(other.candidates, nb101)
+    few.fine_tune(nb101[:MIN_CHOICE - 1], p[:MIN_CHOICE - 1], epochs=1)
+    assert few.prior["spaces"]["nb101"]["weight"] == UNSEEN_WEIGHT
+    assert few.prior["spaces"]["nb101"]["chosen_on"] == "default"
+    before = other._member_scores(nb101, 64).mean(0)
+    entry = other.prior["spaces"]["nb101"]
+    expected = choose_weight(before / entry["score_std"], (p - entry["mean"]) / entry["std"], p)
+    other.fine_tune(nb101, p, epochs=1)  # the target is the size itself: the choice must be the largest weight
+    after = other.prior["spaces"]["nb101"]
+    assert after["weight"] == expected == max(WEIGHTS) and after["chosen_on"] == "fine_tune"
+    assert after["mean"] == entry["mean"] and after["score_std"] != entry["score_std"]  # the ensemble moved
+    other.fine_tune(nb101[:12], -p[:12], epochs=1)  # chosen once: a second fine-tuning keeps it
+    assert other.prior["spaces"]["nb101"]["weight"] == max(WEIGHTS)
