@@ -42,6 +42,17 @@ def test_train_writes_a_predictor_and_prints_the_validation_spearman(trained_by_
     card = load(folder / "p.st").card
     assert card["ensemble"] == 2 and card["encoding"]["size"] == {"C": 4, "N": 1}
     assert card["training_data"]["zoos"][0]["tasks"] == [{"task": "synthetic", "fingerprint": "0123456789abcdef"}]
+    weight = card["prior"]["spaces"]["nb201"]["weight"]  # the size prior is on by default and reported
+    assert f"size prior weight: nb201 {weight:g}" in result.output
+
+
+def test_train_without_the_size_prior(trained_by_cli) -> None:
+    folder, _, _, options = trained_by_cli
+    out = folder / "plain.st"
+    result = CliRunner().invoke(cli(), ["predictor", "train", "--zoo", str(folder / "zoo.jsonl"), "--out", str(out),
+                                        "--no-size-prior", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load(out).prior is None and "size prior" not in result.output
 
 
 def test_train_errors_are_one_line_with_exit_status_2(trained_by_cli) -> None:

@@ -114,6 +114,8 @@ def load_pretrained(path: str) -> Any:
               help="Start from this pretrained predictor (its encoder, ensemble, width and seed).")  # fmt: skip
 @click.option("--checkpoint", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="Progress file: Ctrl-C keeps it, the same command resumes from it  [default: OUT.ckpt]")  # fmt: skip
+@click.option("--size-prior/--no-size-prior", default=True, show_default=True,
+              help="Blend scores with the parameter count, weighted per space on its validation set.")  # fmt: skip
 @encoder_options
 @quiet_option
 def train_cmd(
@@ -126,6 +128,7 @@ def train_cmd(
     seed: int,
     pretrained_path: str | None,
     checkpoint: str | None,
+    size_prior: bool,
     hidden: int,
     layers: int,
     aggregators: str | None,
@@ -144,6 +147,9 @@ def train_cmd(
     The progress is saved to the --checkpoint file every few seconds and after each encoder: after Ctrl-C
     (or a crash) the same command resumes from it and writes the predictor an unstopped run writes. The
     file is removed once OUT is written.
+
+    Scores blend the ensemble with each network's parameter count by a weight per space chosen on its
+    validation set (0: the ensemble alone); --no-size-prior leaves the prior out.
     """
 
     with one_line_errors():
@@ -182,7 +188,7 @@ def train_cmd(
 
             with stops_cleanly(saved):
                 pred.fit(archs, y, epochs=epochs, target_name=target, progress=not quiet, checkpoint=ckpt,
-                         other_spaces=others or None)  # fmt: skip
+                         other_spaces=others or None, size_prior=size_prior)  # fmt: skip
         except (TypeError, ValueError) as exc:
             raise CliError(f"predictor training failed: {exc}") from None
         assert pred.training_data is not None
@@ -203,6 +209,9 @@ def train_cmd(
         click.echo(f"  {name}: validation Spearman {'n/a' if rho is None else f'{rho:.4f}'} "
                    f"({entry['n'] - entry['n_val']} train, {entry['n_val']} validation, "
                    f"width {entry['size']})")  # fmt: skip
+    if pred.prior is not None:
+        weights = ", ".join(f"{name} {e['weight']:g}" for name, e in pred.prior["spaces"].items())
+        click.echo(f"size prior weight: {weights}")
     how = ", from the pretrained encoder" if pretrained_path is not None else ""
     click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders{how}) to {out}")
 
