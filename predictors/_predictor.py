@@ -299,8 +299,8 @@ class WeightPredictor:
         No early stopping: each member trains ``epochs`` epochs in its own order. The event, with the
         training loss before and after, is appended to the card's history, and the layer types of
         ``archs`` join the card's ``layer_types``. The first fine-tuning after :meth:`transfer` to another
-        space re-standardises the targets on these labels (mean and std of the new space); on a space never
-        trained on, 10 labels or more choose the size prior's weight (see :mod:`wsnas.predictors._prior`).
+        space re-standardises the targets on these labels (mean and std of the new space); 10 labels or more
+        choose the size prior's weight again (see :mod:`wsnas.predictors._prior`).
         """
         self._require_fitted("fine_tune")
         arch_list = self._archs(archs)

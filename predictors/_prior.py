@@ -18,9 +18,12 @@ MacroCNN's).
   :data:`WEIGHTS` with the best Spearman on that space's validation set (ties: the smaller weight), so a
   space where the encoder already ranks well keeps ``w`` near 0.
 * A space the predictor was never trained on (:meth:`~wsnas.predictors.WeightPredictor.transfer`) gets
-  :data:`UNSEEN_WEIGHT`: the encoder and the parameter count count equally. The first
-  :meth:`~wsnas.predictors.WeightPredictor.fine_tune` there with at least :data:`MIN_CHOICE` labels chooses
-  ``w`` on them from the scores the ensemble gave them before it trained on them (out of sample).
+  :data:`UNSEEN_WEIGHT`: the encoder and the parameter count count equally.
+* :meth:`~wsnas.predictors.WeightPredictor.fine_tune` with at least :data:`MIN_CHOICE` labels chooses ``w`` again,
+  on them, from the scores the ensemble gave them before it trained on them (out of sample when the labels are
+  new to it). Measured on the NB101 zoo's held-out half: the shipped multi-space predictor fine-tuned on 25 of
+  those cells ranks the other 130 at 0.783 (median of 5 draws; params 0.782) with the weight chosen again, 0.734
+  keeping its validation weight (0.3).
 * A predictor written before the prior existed has none (``w = 0``): its scores do not change.
 
 The card's ``prior`` records ``{"feature": "log_params", "unseen_weight": ..., "spaces": {name: {"weight",
@@ -53,7 +56,7 @@ WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 UNSEEN_WEIGHT = 1.0
 #: architectures drawn (seeded) to standardise a space's log parameter counts and the ensemble's scores
 STATS_SAMPLE = 256
-#: the fewest labels a fine-tuning on a space never trained on chooses its weight from
+#: the fewest labels a fine-tuning chooses the weight from
 MIN_CHOICE = 10
 
 
@@ -122,11 +125,10 @@ def blend(scores: np.ndarray, sizes: np.ndarray, entry: dict[str, Any] | None) -
 
 
 def fine_tune_weight(pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray) -> float | None:
-    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose for a
-    space whose weight is still the default (at least :data:`MIN_CHOICE` labels), from the scores the
-    ensemble gives them now; ``None``: the weight stays."""
+    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose (at least
+    :data:`MIN_CHOICE` of them), from the scores the ensemble gives them now; ``None``: the weight stays."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
-    if entry is None or entry.get("chosen_on") != "default" or len(archs) < MIN_CHOICE:
+    if entry is None or len(archs) < MIN_CHOICE:
         return None
     scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0) / entry["score_std"]
     return choose_weight(scores, standardised_sizes(pred.candidates, archs, entry), targets)
