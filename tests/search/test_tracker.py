@@ -80,10 +80,17 @@ def test_default_tracking_uri(tmp_path, monkeypatch) -> None:
     assert default_tracking_uri(tmp_path) == "http://example:5000"
 
 
-def test_a_local_sqlite_store_works_without_a_server(tmp_path) -> None:
-    tracker = SearchTracker(f"sqlite:///{tmp_path}/mlflow.db", "local")
+def test_a_local_sqlite_store_works_without_a_server(tmp_path, monkeypatch) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # MLflow's default artifact root would be ./mlruns here
+    tracker = SearchTracker(f"sqlite:///{tmp_path}/runs/mlflow.db", "local")
     assert tracker.start({"space": "nb201"}) and tracker.log_evaluation(evaluation(5))
     assert tracker.logged_keys() == {"local/5"}
+    (tmp_path / "top.csv").write_text("arch,accuracy\n")
+    assert tracker.log_artifact(tmp_path / "top.csv", "search") and tracker.finish()
+    assert list(elsewhere.iterdir()) == []  # nothing in the current folder
+    assert len(list((tmp_path / "runs" / "mlartifacts").rglob("top.csv"))) == 1  # beside the database
 
 
 @pytest.mark.parametrize("bad", ["http://127.0.0.1:9"])

@@ -8,27 +8,26 @@
 
 Layout (what the MLflow UI shows):
 
-* experiment ``study``, of MLflow 3's model-training kind (``mlflow.experimentKind``), with a saved view
-  of its runs table (:data:`VIEW_KEY`: the evaluations, sorted by accuracy, with accuracy, predicted,
-  params and FLOPs as columns; :func:`runs_link` opens it);
-* parent run tagged ``wsnas.role=search`` and ``wsnas.study=STUDY``, described in words (what MLflow shows
-  as its description: space, evaluator, objectives, budget, predictor), holding the configuration as
-  params, best-so-far and predictor-vs-real correlation as step metrics, and the artifacts (plots,
-  top-k table, predictor card, screening tables);
-* one child run per real evaluation (``mlflow.parentRunId`` = the parent), tagged ``wsnas.key`` =
-  ``STUDY/TRIAL`` (the idempotency key), ``wsnas.arch_hash``, ``wsnas.trial``, ``wsnas.worker``; params
-  ``arch`` and one ``choice.NAME`` per architecture choice; metrics ``predicted``, ``uncertainty`` and the
-  measured ones.
+* experiment ``study``, of MLflow 3's model-training kind (``mlflow.experimentKind``), with a saved view of its runs
+  table (:data:`VIEW_KEY`: the evaluations, sorted by accuracy, with accuracy, predicted, params and FLOPs as
+  columns; :func:`runs_link` opens it);
+* parent run tagged ``wsnas.role=search`` and ``wsnas.study=STUDY``, described in words (what MLflow shows as its
+  description: space, evaluator, objectives, budget, predictor), holding the configuration as params, best-so-far
+  and predictor-vs-real correlation as step metrics, and the artifacts (plots, top-k table, predictor card,
+  screening tables);
+* one child run per real evaluation (``mlflow.parentRunId`` = the parent), tagged ``wsnas.key`` = ``STUDY/TRIAL``
+  (the idempotency key), ``wsnas.arch_hash``, ``wsnas.trial``, ``wsnas.worker``; params ``arch`` and one
+  ``choice.NAME`` per architecture choice; metrics ``predicted``, ``uncertainty`` and the measured ones.
 
-Reliability: every call goes to MLflow with MLflow's own HTTP retries turned down (one try of at most
-``timeout`` seconds) and ``retries`` retries of ours. When they are exhausted the tracker warns once,
-stops trying for ``cooldown`` seconds, and reports ``False``; the search goes on, and since its results
-are in the Optuna storage, :func:`wsnas.track_sync` (``wsnas track sync``) logs whatever is missing later.
-A child run is looked up by its key before it is created, so retries and syncs never duplicate one.
+Reliability: every call goes to MLflow with MLflow's own HTTP retries turned down (one try of at most ``timeout``
+seconds) and ``retries`` retries of ours. When they are exhausted the tracker warns once, stops trying for
+``cooldown`` seconds, and reports ``False``; the search goes on, and since its results are in the Optuna storage,
+:func:`wsnas.track_sync` (``wsnas track sync``) logs whatever is missing later. A child run is looked up by its key
+before it is created, so retries and syncs never duplicate one.
 
-Cost: with ``lazy=True`` (a search's tracker) :meth:`SearchTracker.start` only keeps the configuration;
-MLflow is imported and its store opened (1.5 s of CPU, plus 2 s to create a new SQLite store) when the
-first thing is logged, so a search that logs nothing (a rerun of a finished one) never pays for it.
+Cost: with ``lazy=True`` (a search's tracker) :meth:`SearchTracker.start` only keeps the configuration; MLflow is
+imported and its store opened (1.5 s of CPU, plus 2 s to create a new SQLite store) when the first thing is logged,
+so a search that logs nothing (a rerun of a finished one) never pays for it.
 """
 
 from __future__ import annotations
@@ -362,7 +361,10 @@ class SearchTracker:
             c = self.client
             exp = c.get_experiment_by_name(self.study)
             if exp is None:
-                self.experiment_id = c.create_experiment(self.study, tags=wanted)
+                # a SQLite store's artifacts go beside the database, not to MLflow's default ./mlruns of the cwd
+                db = self.tracking_uri[len("sqlite:///") :] if self.tracking_uri.startswith("sqlite:///") else ""
+                where = (Path(db).resolve().parent / "mlartifacts").as_uri() if db not in ("", ":memory:") else None
+                self.experiment_id = c.create_experiment(self.study, artifact_location=where, tags=wanted)
             else:
                 self.experiment_id = exp.experiment_id
                 for k, v in wanted.items():  # an experiment made before these tags existed
