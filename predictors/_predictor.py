@@ -175,6 +175,7 @@ class WeightPredictor:
         other_spaces: Mapping[str | SearchSpace, Sequence[Arch | str] | tuple[Sequence[Arch | str], np.ndarray]]
         | None = None,
         other_sizes: Mapping[str, dict[str, Any]] | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> WeightPredictor:
         """Teach the encoder, without labels, to predict ``targets [n, P]`` of ``archs`` (only their ranks
         matter; ``None``: every zero-cost proxy on ``task``'s batch, about 0.1 CPU-s an NB201 cell); resets
@@ -186,14 +187,15 @@ class WeightPredictor:
         ``other_spaces`` (space or name -> archs, or ``(archs, targets [m, P])`` in the columns of
         ``target_names``) pretrains on more spaces at once: each space's targets are ranked on their own, its
         networks encoded at ``other_sizes[name]`` (default: its transfer width); ``pretraining["spaces"]``
-        records them.
+        records them. ``checkpoint`` (a file path) keeps the proxies computed so far: the same call after a stop
+        resumes from them (see :mod:`wsnas.predictors._proxy_cache`).
         """
         from wsnas.predictors._pretrain import pretrain, space_sets
 
         others = space_sets(other_spaces or {}, labelled=False)
         return pretrain(self, self._archs(archs), targets, target_names, task=task, epochs=epochs,
                         batch_size=batch_size, lr=lr, progress=progress, other_spaces=others,
-                        other_sizes=dict(other_sizes or {}))  # fmt: skip
+                        other_sizes=dict(other_sizes or {}), checkpoint=checkpoint)  # fmt: skip
 
     def fit(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from wsnas.encoding import ParamGraph, batch_graphs
 from wsnas.predictors._encoder import WeightEncoder
+from wsnas.predictors._proxy_cache import ProxyCache
 from wsnas.predictors._training import check_positive, finite_or_none, progress_bar, spearman
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
     from wsnas.training import Task
 
 __all__ = [
-    "gaussianise", "costless_targets", "train_auxiliary", "pretrain", "start_state", "param_groups", "space_sets"
+    "gaussianise", "costless_targets", "proxy_key", "train_auxiliary", "pretrain", "start_state", "param_groups",
+    "space_sets",
 ]  # fmt: skip
 
 
@@ -74,20 +77,46 @@ def costless_targets(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    cache: ProxyCache | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """``([n, P], names)``: every zero-cost proxy of each architecture, raw (before :func:`gaussianise`).
 
     The setting of :class:`~wsnas.predictors.ZeroCostScores`: the network built at ``size`` (default: the
     space's proxy size) with weights generated from ``seed``, one fixed batch of ``task`` (default
     :func:`wsnas.synthetic`). About 0.1 CPU-s an architecture for NB201 at C=8 (26 minutes for all 15,625).
+    With ``cache`` (made with :func:`proxy_key` of the same settings), rows it holds are not computed again
+    and new ones are added to it; it is written if the computation stops.
     """
+    import json
+
     from tqdm import tqdm
 
     from wsnas.predictors._zc_gbm import ZeroCostScores
 
     scores = ZeroCostScores(space, task=task, batch_size=batch_size, size=size, seed=seed)
-    rows = [scores.matrix([a])[0] for a in tqdm(archs, desc="costless targets", unit="arch", disable=not progress)]
+    where = f"{space.name}:{json.dumps(dict(space.proxy_size if size is None else size), sort_keys=True)}:"
+    rows = []
+    try:
+        for a in tqdm(archs, desc="costless targets", unit="arch", disable=not progress):
+            row = None if cache is None else cache.get(where + a.hash)
+            if row is None:
+                row = scores.matrix([a])[0]
+                if cache is not None:
+                    cache.put(where + a.hash, row)
+            rows.append(row)
+    finally:
+        if cache is not None:
+            cache.save()
     return (np.stack(rows) if rows else np.zeros((0, len(scores.names)))), list(scores.names)
+
+
+def proxy_key(task: Task | None, seed: int, batch_size: int = 64, init: str = "kaiming_normal") -> str:
+    """The settings a :class:`~wsnas.predictors._proxy_cache.ProxyCache` of :func:`costless_targets` rows
+    is bound to: the task's fingerprint (default :func:`wsnas.synthetic`), the batch size, the seed, the init."""
+    from wsnas.training import synthetic
+
+    fingerprint = (task if task is not None else synthetic()).fingerprint
+    return f"task={fingerprint};batch={batch_size};seed={seed};init={init}"
 
 
 def train_auxiliary(
@@ -219,16 +248,22 @@ def pretrain(
     progress: bool,
     other_spaces: Sequence[tuple[SearchSpace, list[Arch], np.ndarray | None]] = (),
     other_sizes: dict[str, dict[str, Any]] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> WeightPredictor:
-    """:meth:`WeightPredictor.pretrain` on validated architectures.
+    """:meth:`WeightPredictor.pretrain` on validated architectures (``checkpoint``: the proxies computed so far,
+    see :mod:`wsnas.predictors._proxy_cache`; removed when pretraining completes).
 
     ``targets`` ``None``: :func:`costless_targets` on ``task``. The varying columns, rank-Gaussian
     (:func:`gaussianise`), become the outputs of a pretraining head; member 0's encoder and head are
     trained on them (:func:`train_auxiliary`), its best state is kept as ``pred._pretrained`` (where every
     fit starts, :func:`start_state`) and each member gets it with a score head drawn with its own seed.
     """
+    cache = None
+    if checkpoint is not None and (targets is None or any(o is None for *_, o in other_spaces)):
+        cache = ProxyCache(checkpoint, proxy_key(task, pred.seed))
     if targets is None:
-        raw, names = costless_targets(pred.space, arch_list, task=task, seed=pred.seed, progress=progress)
+        raw, names = costless_targets(pred.space, arch_list, task=task, seed=pred.seed, progress=progress,
+                                      cache=cache)  # fmt: skip
         source = {"source": "zero-cost proxies", "task": task.name if task is not None else "synthetic"}
     else:
         raw = np.asarray(targets, dtype=np.float64)
@@ -256,7 +291,8 @@ def pretrain(
             if other is None:
                 if targets is not None:
                     raise ValueError(f"{space.name!r} has no targets: with targets given, give every space's")
-                other, other_names = costless_targets(space, archs, task=task, seed=pred.seed, progress=progress)
+                other, other_names = costless_targets(space, archs, task=task, seed=pred.seed, progress=progress,
+                                                      cache=cache)  # fmt: skip
             else:
                 other_names = list(names)
             if len(other) != len(archs) or np.asarray(other).shape[-1] != len(other_names):
@@ -277,6 +313,8 @@ def pretrain(
         pred.pretraining["spaces"] = spaces
     pred.fitted = False
     pred.history = []
+    if cache is not None:
+        cache.remove()
     return pred
 
 

@@ -161,3 +161,38 @@ def test_finetune_shows_a_progress_bar_unless_quiet(saved_predictor, synthetic_z
     assert "fine_tune" in result.stderr and "fine-tuned on 6 nb201 architectures (2 epochs)" in result.stdout
     quiet = run(*args, "--quiet")
     assert quiet.exit_code == 0 and "fine_tune" not in quiet.stderr, quiet.output
+
+
+def test_pretrain_stopped_by_ctrl_c_resumes_from_its_proxies(pretrained, tmp_path, monkeypatch) -> None:
+    import torch
+
+    import wsnas.predictors._proxy_cache as cache_module
+    import wsnas.predictors._zc_gbm as zc_module
+
+    real, calls = zc_module.ZeroCostScores.matrix, []
+
+    def ctrl_c_at_the_sixth(self, batch):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(cache_module, "SAVE_EVERY", 0.0)
+    monkeypatch.setattr(zc_module.ZeroCostScores, "matrix", ctrl_c_at_the_sixth)
+    out = tmp_path / "pre.st"
+    args = ["pretrain", "--space", "nb201", "--n", "15", "--epochs", "2", "--seed", "3", "--out", str(out), *TINY]
+    stopped = run(*args, "--quiet")
+    ckpt = tmp_path / "pre.st.ckpt"
+    assert stopped.exit_code == 130, stopped.output
+    assert f"interrupted: progress is saved in '{ckpt}'; run the same command again to resume" in stopped.output
+    assert ckpt.is_file() and not out.exists()
+
+    calls.clear()
+    monkeypatch.setattr(zc_module.ZeroCostScores, "matrix", lambda self, batch: (calls.append(1), real(self, batch))[1])
+    resumed = run(*args, "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming from the checkpoint '{ckpt}'" in resumed.output and not ckpt.exists()
+    assert len(calls) == 10  # the five saved before the stop are not computed again
+    # the same pretrained encoder as the unstopped run of the same command (the fixture's)
+    a, b = load(pretrained[0]), load(out)
+    assert all(torch.equal(v, b._pretrained[k]) for k, v in a._pretrained.items())

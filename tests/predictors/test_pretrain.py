@@ -159,3 +159,51 @@ def test_transfer_carries_the_pretrained_encoder_to_the_new_space(pretrained) ->
     moved.fit(other, np.arange(12, dtype=float), epochs=2, batch_size=4, pretrained_lr_scale=0.0, progress=False)
     state = moved.members[0].state_dict()
     assert all(torch.equal(state[k], v) for k, v in pred._pretrained.items() if not k.startswith("head."))
+
+
+def test_proxies_resume_from_a_checkpoint_after_a_stop(tmp_path, monkeypatch) -> None:
+    import wsnas.predictors._proxy_cache as cache_module
+    import wsnas.predictors._zc_gbm as zc_module
+    from wsnas import PredictorFileError
+    from wsnas.predictors._pretrain import proxy_key
+    from wsnas.predictors._proxy_cache import ProxyCache
+
+    archs = sample_distinct(SPACE, 8, 4)
+    expected, names = costless_targets(SPACE, archs, seed=1, progress=False)
+    real, calls = zc_module.ZeroCostScores.matrix, []
+
+    def stop_at_the_fifth(self, batch):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(cache_module, "SAVE_EVERY", 3600.0)  # only the write when it stops
+    monkeypatch.setattr(zc_module.ZeroCostScores, "matrix", stop_at_the_fifth)
+    path = tmp_path / "proxies.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        costless_targets(SPACE, archs, seed=1, progress=False, cache=ProxyCache(path, proxy_key(None, 1)))
+    assert path.is_file() and ProxyCache(path, proxy_key(None, 1)).resumed == 4
+
+    calls.clear()
+    monkeypatch.setattr(zc_module.ZeroCostScores, "matrix", lambda self, batch: (calls.append(1), real(self, batch))[1])
+    again, again_names = costless_targets(SPACE, archs, seed=1, progress=False,
+                                          cache=ProxyCache(path, proxy_key(None, 1)))  # fmt: skip
+    assert len(calls) == 4 and again_names == names  # only the four not yet computed
+    np.testing.assert_array_equal(again, expected)
+
+    with pytest.raises(ValueError, match="another pretraining"):
+        ProxyCache(path, proxy_key(None, 2))  # other settings: refused, the file kept
+    assert path.is_file()
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PredictorFileError, match="is not a proxy checkpoint"):
+        ProxyCache(tmp_path / "junk.ckpt", proxy_key(None, 1))
+
+
+def test_pretrain_with_a_checkpoint_removes_it_when_done(tmp_path) -> None:
+    archs = sample_distinct(SPACE, 15, 5)
+    path = tmp_path / "pre.ckpt"
+    with_file = predictor().pretrain(archs, epochs=1, progress=False, checkpoint=path)
+    assert not path.exists()
+    plain = predictor().pretrain(archs, epochs=1, progress=False)
+    assert all(torch.equal(v, plain._pretrained[k]) for k, v in with_file._pretrained.items())

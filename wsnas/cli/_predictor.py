@@ -10,6 +10,7 @@ commands only; bad input prints one ``error: ...`` line on stderr and exits with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,25 @@ def load_pretrained(path: str) -> Any:
     return pred
 
 
+def _checkpoint_file(checkpoint: str | None, out: str) -> Path:
+    """The progress file (``--checkpoint``, default ``OUT.ckpt``); says so on stderr when it resumes one."""
+    ckpt = Path(checkpoint if checkpoint is not None else f"{out}.ckpt")
+    if ckpt.exists():
+        click.echo(f"resuming from the checkpoint {str(ckpt)!r}", err=True)
+    return ckpt
+
+
+def _saved_note(ckpt: Path, work: str) -> Callable[[], str]:
+    """What an interrupted command says about its progress file."""
+
+    def saved() -> str:
+        if ckpt.exists():
+            return f"progress is saved in {str(ckpt)!r}; run the same command again to resume"
+        return f"nothing was saved yet (the first checkpoint comes a few seconds into {work})"
+
+    return saved
+
+
 @predictor_group.command("train")
 @zoo_files_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Predictor file to write.")
@@ -177,16 +197,8 @@ def train_cmd(
                 size = parse_size(size_items) or default_transfer_size(space)
                 config = encoder_config(hidden, layers, aggregators)
                 pred = WeightPredictor(space, encoder=config, ensemble=ensemble, seed=seed, size=size)
-            ckpt = Path(checkpoint if checkpoint is not None else f"{out}.ckpt")
-            if ckpt.exists():
-                click.echo(f"resuming from the checkpoint {str(ckpt)!r}", err=True)
-
-            def saved() -> str:
-                if ckpt.exists():
-                    return f"progress is saved in {str(ckpt)!r}; run the same command again to resume"
-                return "nothing was saved yet (the first checkpoint comes a few seconds into training)"
-
-            with stops_cleanly(saved):
+            ckpt = _checkpoint_file(checkpoint, out)
+            with stops_cleanly(_saved_note(ckpt, "training")):
                 pred.fit(archs, y, epochs=epochs, target_name=target, progress=not quiet, checkpoint=ckpt,
                          other_spaces=others or None, size_prior=size_prior)  # fmt: skip
         except (TypeError, ValueError) as exc:
@@ -230,6 +242,8 @@ ALL_LIMIT = 100_000
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (cifar10: cifar-10-batches-py).")
 @click.option("--epochs", type=int, default=4, show_default=True, help="Pretraining epochs.")
 @click.option("--ensemble", type=int, default=5, show_default=True, help="Number of encoders in the ensemble.")
+@click.option("--checkpoint", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Proxies so far: Ctrl-C keeps them, the same command resumes  [default: OUT.ckpt]")  # fmt: skip
 @encoder_options
 @quiet_option
 def pretrain_cmd(
@@ -242,6 +256,7 @@ def pretrain_cmd(
     data_dir: str | None,
     epochs: int,
     ensemble: int,
+    checkpoint: str | None,
     hidden: int,
     layers: int,
     aggregators: str | None,
@@ -253,6 +268,9 @@ def pretrain_cmd(
     The encoder learns to predict every zero-cost proxy of each architecture (about 0.1 CPU-s an NB201 cell).
     Networks are encoded at the space's default width (NB201: C=2, N=1) unless --size says otherwise. Prints
     the held-out Spearman of each proxy; 'wsnas predictor train --pretrained OUT' then fits it on a zoo.
+
+    The proxies computed so far are saved to the --checkpoint file every few seconds: after Ctrl-C the same
+    command resumes from them. The file is removed once pretraining completes.
     """
     with one_line_errors():
         if every and n is not None:
@@ -280,7 +298,9 @@ def pretrain_cmd(
             config = encoder_config(hidden, layers, aggregators)
             pred = WeightPredictor(space, encoder=config, ensemble=ensemble, seed=seed, size=size)
             space.build_for_encoding(archs[0], **size)  # a bad --size fails here, before the proxies
-            pred.pretrain(archs, task=task, epochs=epochs, progress=not quiet)
+            ckpt = _checkpoint_file(checkpoint, out)
+            with stops_cleanly(_saved_note(ckpt, "the proxies")):
+                pred.pretrain(archs, task=task, epochs=epochs, progress=not quiet, checkpoint=ckpt)
         except (TypeError, ValueError) as exc:
             raise CliError(f"pretraining failed: {exc}") from None
         info = pred.pretraining
