@@ -141,7 +141,7 @@ def evaluate(
     seed: int = 0,
     methods: Sequence[str] = METHODS,
     encoder: EncoderConfig | None = None,
-    ensemble: int = 5,
+    ensemble: int | None = None,
     size: dict[str, Any] | None = None,
     baseline_size: dict[str, Any] | None = None,
     init: str = "kaiming_normal",
@@ -163,6 +163,7 @@ def evaluate(
             size is clipped to it (``n_train`` says what was used).
         test_fraction, n_test: the size of the test set (``n_test`` wins when given).
         encoder, ensemble, size, init, fit_options: the WeightPredictor (and its shuffled ablation);
+            ``ensemble`` ``None``: 5, or ``pretrained``'s (which fixes it: another number is a ValueError);
             ``size`` is its encoding width (``None``: the space's proxy size).
         baseline_size: the width at which the zero-cost proxies and the weight statistics see each
             network; ``None``: the space's proxy size (the width zoos are trained at), so a narrow
@@ -198,6 +199,9 @@ def evaluate(
         raise ValueError(f"methods must be a non-empty list of {list(METHODS)}, got unknown {unknown or 'none'}")
     if pretrained is not None and getattr(pretrained, "pretraining", None) is None:
         raise ValueError("pretrained must be a pretrained WeightPredictor (pretrain() or a file written after it)")
+    if pretrained is not None and ensemble not in (None, pretrained.ensemble):
+        raise ValueError(f"pretrained fixes the ensemble at {pretrained.ensemble}, got ensemble={ensemble}")
+    ensemble = (pretrained.ensemble if pretrained is not None else 5) if ensemble is None else ensemble
     if save_predictor is not None and "encoder" not in methods:
         raise ValueError("save_predictor needs the 'encoder' method in methods")
     budgets = list(label_budgets)

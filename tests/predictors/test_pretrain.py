@@ -140,9 +140,12 @@ def test_evaluate_fits_copies_of_the_pretrained_predictor(pretrained, tmp_path) 
     table = evaluate([zoo.path], label_budgets=[20], methods=["encoder", "params"], pretrained=pred,
                      fit_options={"epochs": 3, "batch_size": 8}, progress=False)  # fmt: skip
     assert table.meta["pretrained"]["targets"] == ["convs", "skips"]
+    assert table.meta["ensemble"] == pred.ensemble == 2  # the pretrained predictor's, recorded as such
     assert not pred.fitted  # the pretrained predictor itself is left as it was
     with pytest.raises(ValueError, match="pretrained"):
         evaluate([zoo.path], label_budgets=[20], methods=["encoder"], pretrained=predictor(), progress=False)
+    with pytest.raises(ValueError, match="pretrained fixes the ensemble at 2, got ensemble=8"):
+        evaluate([zoo.path], label_budgets=[20], methods=["encoder"], pretrained=pred, ensemble=8, progress=False)
 
 
 def test_transfer_carries_the_pretrained_encoder_to_the_new_space(pretrained) -> None:

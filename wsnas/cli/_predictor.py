@@ -428,7 +428,7 @@ def eval_cmd(
                 seed=seed,
                 methods=method_list,
                 encoder=encoder,
-                ensemble=ensemble,
+                ensemble=None if pretrained is not None and not given_options("ensemble") else ensemble,
                 size=size,
                 baseline_size=baseline_size,
                 init=init,
