@@ -196,7 +196,7 @@ def fit_spaces(
         z_parts.append((y[train_idx] - stats["mean"]) / stats["std"])
         sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
                      **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
-        val_sets.append((candidates, [archs[i] for i in val_idx]))
+        val_sets.append((candidates, [archs[i] for i in val_idx], archs, graphs))
         types.update(layer_types(candidates, archs, seed=pred.seed))
     pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
     z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
@@ -247,16 +247,16 @@ def fit_spaces(
 def fit_prior(
     pred: WeightPredictor,
     sets: Sequence[dict[str, Any]],
-    val_sets: Sequence[tuple[CandidateGraphs, list[Arch]]],
+    val_sets: Sequence[tuple[CandidateGraphs, list[Arch], list[Arch], list[ParamGraph]]],
 ) -> dict[str, Any]:
     """The size prior of a fitted ``pred``: each set's weight chosen on its validation set (0 without
-    one), its statistics from a seeded sample of its space."""
+    one), its statistics from all its architectures (their graphs are built already)."""
     from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, space_prior, standardised_sizes
 
     spaces = {}
-    for s, (candidates, archs) in zip(sets, val_sets):
+    for s, (candidates, archs, every, every_g) in zip(sets, val_sets):
         graphs, y_val = s["val"]
-        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation")
+        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g))
         if len(graphs):
             scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0) / entry["score_std"]
             entry["weight"] = choose_weight(scores, standardised_sizes(candidates, archs, entry), y_val)

@@ -10,7 +10,8 @@ predictor's score is
 where ``s`` is the ensemble's mean standardised score, ``p = (log numel - mu) / sigma`` is the standardised
 log parameter count of the network at the encoding width, ``sd`` the spread of ``s`` over the space (so the
 two terms count on one scale, whatever the ensemble's spread), and ``w`` the space's weight. ``mu``,
-``sigma`` and ``sd`` come from a seeded sample of :data:`STATS_SAMPLE` architectures of the space. The count
+``sigma`` and ``sd`` come from the architectures a fit was given (each trained space), else from a seeded
+sample of :data:`STATS_SAMPLE` architectures of the space (transfer, fine-tuning). The count
 at a small width ranks like the count at full width (Spearman 1.000 on the NB201 and NB101 zoos, 0.979 on
 MacroCNN's).
 
@@ -41,7 +42,7 @@ from wsnas.predictors._training import spearman
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
-    from wsnas.encoding import CandidateGraphs
+    from wsnas.encoding import CandidateGraphs, ParamGraph
     from wsnas.predictors._predictor import WeightPredictor
 
 __all__ = [
@@ -55,7 +56,7 @@ WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: the weight of a space the predictor never saw labels of
 UNSEEN_WEIGHT = 1.0
 #: architectures drawn (seeded) to standardise a space's log parameter counts and the ensemble's scores
-STATS_SAMPLE = 256
+STATS_SAMPLE = 64
 #: the fewest labels a fine-tuning chooses the weight from
 MIN_CHOICE = 10
 
@@ -74,17 +75,23 @@ def space_prior(
     seen: bool,
     chosen_on: str,
     scores_only: dict[str, Any] | None = None,
+    sample: tuple[Sequence[Arch], list[ParamGraph]] | None = None,
 ) -> dict[str, Any]:
     """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight``, the mean and std of the log
-    parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` and the std of
-    ``pred``'s ensemble mean standardised score over them. ``scores_only``: an entry whose count statistics
-    are kept (the ensemble changed, the width did not)."""
+    parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` (or of
+    ``sample``'s architectures, with their graphs: a fit's data) and the std of ``pred``'s ensemble mean
+    standardised score over them. ``scores_only``: an entry whose count statistics are kept (the ensemble
+    changed, the width did not)."""
     from wsnas.predictors._training import space_graphs
     from wsnas.training import sample_distinct
 
     space = candidates.space
-    archs = sample_distinct(space, STATS_SAMPLE if space.size is None else min(STATS_SAMPLE, space.size), pred.seed)
-    graphs = space_graphs(candidates, archs, pred.seed)
+    if sample is None:
+        n = STATS_SAMPLE if space.size is None else min(STATS_SAMPLE, space.size)
+        archs = sample_distinct(space, n, pred.seed)
+        graphs = space_graphs(candidates, archs, pred.seed)
+    else:
+        archs, graphs = sample
     score_std = float(np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0).std())
     entry = {"weight": float(weight), "score_std": score_std if score_std > 0 else 1.0, "size": dict(candidates.size),
              "seen": seen, "chosen_on": chosen_on}  # fmt: skip
@@ -135,14 +142,17 @@ def fine_tune_weight(pred: WeightPredictor, archs: Sequence[Arch], graphs: list,
 
 
 def fine_tuned_prior(pred: WeightPredictor, weight: float | None) -> dict[str, Any] | None:
-    """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune`: the prior with the space's entry given the
-    new ensemble's score spread and, unless ``weight`` is ``None``, that weight."""
+    """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune`: the prior with the space's entry given, unless
+    ``weight`` is ``None``, that weight and, when the weight is not 0, the new ensemble's score spread."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
     if entry is None:
         return pred.prior
     how = entry.get("chosen_on", "validation") if weight is None else "fine_tune"
     w = entry["weight"] if weight is None else weight
-    new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry)
+    if w:
+        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry)
+    else:  # the blend is off: its spread is not used
+        new = {**entry, "weight": 0.0, "chosen_on": how}
     return {**pred.prior, "spaces": {**pred.prior["spaces"], pred.space.name: new}}
 
 
