@@ -23,7 +23,7 @@ MacroCNN's).
 * :meth:`~wsnas.predictors.WeightPredictor.fine_tune` with at least :data:`MIN_CHOICE` labels chooses ``w`` again,
   on them, from the scores the ensemble gave them before it trained on them (out of sample when the labels are
   new to it). Measured on the NB101 zoo's held-out half: the shipped multi-space predictor fine-tuned on 25 of
-  those cells ranks the other 130 at 0.783 (median of 5 draws; params 0.782) with the weight chosen again, 0.734
+  those cells ranks the other 130 at 0.782 (median of 5 draws; params 0.782) with the weight chosen again, 0.734
   keeping its validation weight (0.3).
 * A predictor written before the prior existed has none (``w = 0``): its scores do not change.
 
