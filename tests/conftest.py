@@ -84,7 +84,10 @@ class MlflowServer:
             "--artifacts-destination", str(self.root / "artifacts"),
         ]  # fmt: skip
         log = (self.root / "server.log").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        from wsnas.cli._track import UI_ENV  # as `wsnas ui`: no job runner (eight idle processes), no telemetry
+
+        env = {**os.environ, **UI_ENV}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
