@@ -216,10 +216,10 @@ def fit_spaces(
     )  # fmt: skip
     bar.close()
     pred.fitted = True
-    per_space = [
-        spearman(np.mean([pred._raw_scores(m, g) for m in pred.members], 0), yv) if len(g) else None
-        for g, yv in (s["val"] for s in sets)
-    ]
+    # each set's ensemble-mean validation scores, for the record and the prior's weight
+    val_scores = [np.mean([pred._raw_scores(m, g) for m in pred.members], 0) if len(g) else None
+                  for g, _ in (s["val"] for s in sets)]  # fmt: skip
+    per_space = [None if v is None else spearman(v, s["val"][1]) for v, s in zip(val_scores, sets)]
     n, n_val = sum(s["n"] for s in sets), sum(s["n_val"] for s in sets)
     pred.training_data = {"source": "arrays", "n": n, "n_val": n_val, "target": target_name}
     pred.layer_types = sorted(types)
@@ -235,7 +235,7 @@ def fit_spaces(
         event["spaces"] = copy.deepcopy(spaces)
     event["train_loss"] = pred._loss(train_g, z, regression_weight)
     if size_prior:
-        pred.prior = fit_prior(pred, sets, val_sets)
+        pred.prior = fit_prior(pred, sets, val_sets, val_scores)
         event["prior_weights"] = {name: e["weight"] for name, e in pred.prior["spaces"].items()}
     else:
         pred.prior = None
@@ -248,17 +248,17 @@ def fit_prior(
     pred: WeightPredictor,
     sets: Sequence[dict[str, Any]],
     val_sets: Sequence[tuple[CandidateGraphs, list[Arch], list[Arch], list[ParamGraph]]],
+    val_scores: Sequence[np.ndarray | None],
 ) -> dict[str, Any]:
     """The size prior of a fitted ``pred``: each set's weight chosen on its validation set (0 without
     one), its statistics from all its architectures (their graphs are built already)."""
     from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, space_prior, standardised_sizes
 
     spaces = {}
-    for s, (candidates, archs, every, every_g) in zip(sets, val_sets):
-        graphs, y_val = s["val"]
+    for s, (candidates, archs, every, every_g), scores in zip(sets, val_sets, val_scores):
         entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g))
-        if len(graphs):
-            scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0) / entry["score_std"]
-            entry["weight"] = choose_weight(scores, standardised_sizes(candidates, archs, entry), y_val)
+        if scores is not None:
+            sizes = standardised_sizes(candidates, archs, entry)
+            entry["weight"] = choose_weight(scores / entry["score_std"], sizes, s["val"][1])
         spaces[s["space"]] = entry
     return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": spaces}

@@ -32,7 +32,7 @@ from wsnas.predictors._fit import FitOptions, fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
-from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, log_params
+from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, standardised_sizes
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -391,7 +391,7 @@ class WeightPredictor:
             scores = self._member_scores(arch_list, batch_size, progress)
         entry = None if self.prior is None else self.prior["spaces"].get(self.space.name)
         if entry is not None and entry["weight"]:
-            scores = blend(scores, log_params(self.candidates, arch_list), entry)
+            scores = blend(scores, standardised_sizes(self.candidates, arch_list, entry), entry)
         scores = self.target["mean"] + self.target["std"] * scores
         return Prediction(score=scores.mean(axis=0), uncertainty=scores.std(axis=0))
 

@@ -121,13 +121,12 @@ def choose_weight(scores: np.ndarray, sizes: np.ndarray, targets: np.ndarray) ->
     return best
 
 
-def blend(scores: np.ndarray, sizes: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
-    """``(scores + w * sd * p) / (1 + w)`` for ``scores [..., n]`` and log parameter counts ``sizes [n]``,
-    ``p`` standardised by ``entry`` and ``sd`` its ``score_std`` (``None`` or ``w = 0``: ``scores`` unchanged)."""
+def blend(scores: np.ndarray, p: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
+    """``(scores + w * sd * p) / (1 + w)`` for ``scores [..., n]`` and the :func:`standardised_sizes` ``p [n]``,
+    ``sd`` the entry's ``score_std`` (``None`` or ``w = 0``: ``scores`` unchanged)."""
     if entry is None or not entry["weight"]:
         return scores
     w = float(entry["weight"])
-    p = (sizes - entry["mean"]) / entry["std"]
     return (scores + w * entry["score_std"] * p) / (1.0 + w)
 
 
