@@ -27,6 +27,7 @@ torch.set_num_threads(1)
 
 import glob  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -84,10 +85,12 @@ class MlflowServer:
             "--artifacts-destination", str(self.root / "artifacts"),
         ]  # fmt: skip
         log = (self.root / "server.log").open("ab")
+        from wsnas._lifeline import die_with_parent, guarded  # a killed pytest (SIGTERM, -9) ends the server too
         from wsnas.cli._track import UI_ENV  # as `wsnas ui`: no job runner (eight idle processes), no telemetry
 
         env = {**os.environ, **UI_ENV}
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env)
+        self.proc = subprocess.Popen(guarded(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
+                                     preexec_fn=lambda: die_with_parent(signal.SIGTERM))  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
