@@ -97,6 +97,31 @@ def convs(arch, *, trial=None):
 """
 
 
+PRUNING = """
+import optuna
+from wsnas.search_spaces import NB201
+
+def halves(arch, *, trial=None):
+    trial.report(0.1, 1)
+    if "nor_conv_3x3" not in NB201().to_string(arch):  # a stand-in for a curve the pruner gives up on
+        raise optuna.TrialPruned("no 3x3 convolution")
+    return 0.5
+"""
+
+
+def test_the_report_says_how_many_evaluations_stopped_early(tmp_path, monkeypatch) -> None:
+    (tmp_path / "mylab_p.py").write_text(textwrap.dedent(PRUNING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["search", "--space", "nb201", "--evaluator", "mylab_p:halves", "--eval-budget", "6", "--predictor", "none",
+            "--seed", "1", "--output-dir", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    result = _cli(*args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "out").joinpath(next(p.name for p in (tmp_path / "out").glob("*.json"))).read_text())
+    pruned = sum(h["state"] == "PRUNED" for h in doc["history"])
+    assert 0 < pruned < 6, doc["history"]  # seed 1 draws cells of both kinds
+    assert f"6 real evaluations ({pruned} stopped early)" in result.output.splitlines()[0]
+
+
 def test_plugin_space_and_evaluator_from_the_command_line_and_a_worker(tmp_path, monkeypatch) -> None:
     (tmp_path / "mylab_q.py").write_text(textwrap.dedent(PLUGIN))
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -305,7 +305,10 @@ def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
         return
     rows = result.top(top) if len(result.objectives) == 1 else result.pareto
     n = len(result.history)
+    pruned = sum(r.state == "PRUNED" for r in result.history)
     kind = "predicted (training-free)" if result.training_free else f"{n} real evaluations"
+    if pruned:
+        kind += f" ({pruned} stopped early)"
     click.echo(f"study {result.study_name}: {kind}; objectives {', '.join(result.objectives)}")
     if not rows:
         click.echo("no architecture was evaluated successfully")
