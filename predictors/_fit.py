@@ -196,7 +196,7 @@ def fit_spaces(
         z_parts.append((y[train_idx] - stats["mean"]) / stats["std"])
         sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
                      **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
-        val_sets.append((candidates, [archs[i] for i in val_idx], archs, graphs))
+        val_sets.append((candidates, [archs[i] for i in val_idx], archs, graphs, y))
         types.update(layer_types(candidates, archs, seed=pred.seed))
     pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
     z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
@@ -247,18 +247,25 @@ def fit_spaces(
 def fit_prior(
     pred: WeightPredictor,
     sets: Sequence[dict[str, Any]],
-    val_sets: Sequence[tuple[CandidateGraphs, list[Arch], list[Arch], list[ParamGraph]]],
+    val_sets: Sequence[tuple[CandidateGraphs, list[Arch], list[Arch], list[ParamGraph], np.ndarray]],
     val_scores: Sequence[np.ndarray | None],
 ) -> dict[str, Any]:
-    """The size prior of a fitted ``pred``: each set's weight chosen on its validation set (0 without
-    one), its statistics from all its architectures (their graphs are built already)."""
-    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, space_prior, standardised_sizes
+    """The size prior of a fitted ``pred``: each set's weight (0 without a validation set) from the ensemble's
+    Spearman on its validation set, the parameter count's on all its labelled architectures and theirs with
+    each other on all its architectures (:func:`~wsnas.predictors._prior.choose_weight`); its statistics from
+    all its architectures (their graphs are built already)."""
+    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, correlations, space_prior, standardised_sizes
 
     spaces = {}
-    for s, (candidates, archs, every, every_g), scores in zip(sets, val_sets, val_scores):
-        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g))
+    for s, (candidates, archs, every, every_g, every_y), scores in zip(sets, val_sets, val_scores):
+        every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
+        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
+                            sample_scores=every_scores)  # fmt: skip
         if scores is not None:
-            sizes = standardised_sizes(candidates, archs, entry)
-            entry["weight"] = choose_weight(scores / entry["score_std"], sizes, s["val"][1])
+            every_sizes = standardised_sizes(candidates, every, entry)
+            entry["weight"] = choose_weight(*correlations(
+                scores, s["val"][1], standardised_sizes(candidates, archs, entry), labelled_sizes=every_sizes,
+                labelled_targets=every_y, space_scores=every_scores, space_sizes=every_sizes,
+            ))  # fmt: skip
         spaces[s["space"]] = entry
     return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": spaces}

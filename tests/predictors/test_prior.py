@@ -10,7 +10,15 @@ import pytest
 from scipy.stats import rankdata
 
 from wsnas.predictors import EncoderConfig, WeightPredictor, load, spearman
-from wsnas.predictors._prior import MIN_CHOICE, UNSEEN_WEIGHT, WEIGHTS, blend, choose_weight, log_params
+from wsnas.predictors._prior import (
+    MAX_WEIGHT,
+    MIN_CHOICE,
+    UNSEEN_WEIGHT,
+    blend,
+    choose_weight,
+    correlations,
+    log_params,
+)
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
 
@@ -35,14 +43,28 @@ def sd_ok(entry) -> bool:
 
 
 def test_choose_weight_follows_the_better_signal() -> None:
+    assert choose_weight(0.0, 0.9, 0.0) == MAX_WEIGHT  # the scores say nothing: the size alone
+    assert choose_weight(0.9, 0.0, 0.0) == 0.0  # the size says nothing
+    assert choose_weight(0.5, 0.5, 0.0) == 1.0  # two independent signals of one strength: an equal blend
+    assert choose_weight(0.8, 0.6, 0.75) == 0.0  # the size is only an echo of the scores: it adds nothing
+    assert choose_weight(0.4, 0.7, 0.9) == MAX_WEIGHT  # the scores are only an echo of the size
+    assert choose_weight(float("nan"), 0.5, 0.2) == 0.0  # too few labels to estimate
+
+
+def test_the_chosen_weight_is_the_best_blend_on_data_it_describes() -> None:
     rng = np.random.default_rng(0)
-    y = rng.normal(size=200)
-    noise = rng.normal(size=200)
-    assert choose_weight(noise, y, y) == max(WEIGHTS)  # the size alone ranks perfectly
-    assert choose_weight(y, noise, y) == 0.0  # the scores alone rank perfectly
-    mixed = choose_weight(y + noise, y - noise, y)  # each half right: an equal blend is exact
-    assert mixed == 1.0
-    assert choose_weight(y[:2], y[:2], y[:2]) == 0.0  # too few to choose
+    y, a, b = rng.normal(size=(3, 4000))
+    scores, sizes = y + 1.2 * a, 0.7 * y + 0.6 * a + b  # correlated with the target and with each other
+    w = choose_weight(*correlations(scores / scores.std(), y, sizes / sizes.std()))
+    assert 0 < w < MAX_WEIGHT
+    blended = spearman(scores / scores.std() + w * sizes / sizes.std(), y)
+    for other in (0.0, 0.5 * w, 1.5 * w, 2.0 * w, MAX_WEIGHT):
+        assert blended >= spearman(scores / scores.std() + other * sizes / sizes.std(), y) - 1e-3
+    # the labelled sizes and the space's scores, when given, are the ones the correlations come from
+    r = correlations(scores[:50], y[:50], sizes[:50], labelled_sizes=sizes, labelled_targets=y,
+                     space_scores=scores, space_sizes=sizes)  # fmt: skip
+    assert r == (spearman(scores[:50], y[:50]), spearman(sizes, y), spearman(scores, sizes))
+    assert np.isnan(correlations(scores[:2], y[:2], sizes[:2])).all()
 
 
 def test_a_size_driven_target_gets_a_weight_and_predict_blends_by_it(data) -> None:
@@ -110,15 +132,15 @@ def test_fine_tuning_chooses_the_weight_from_out_of_sample_scores(data) -> None:
         few = other.transfer("nb101")  # fewer labels than MIN_CHOICE: the default weight stays
     nb101 = sample_distinct(get_space("nb101"), 24, 5)
     p = log_params(other.candidates, nb101)
-    few.fine_tune(nb101[:MIN_CHOICE - 1], p[:MIN_CHOICE - 1], epochs=1)
+    few.fine_tune(nb101[: MIN_CHOICE - 1], p[: MIN_CHOICE - 1], epochs=1)
     assert few.prior["spaces"]["nb101"]["weight"] == UNSEEN_WEIGHT
     assert few.prior["spaces"]["nb101"]["chosen_on"] == "default"
     before = other._member_scores(nb101, 64).mean(0)
     entry = other.prior["spaces"]["nb101"]
-    expected = choose_weight(before / entry["score_std"], (p - entry["mean"]) / entry["std"], p)
+    expected = choose_weight(*correlations(before, p, (p - entry["mean"]) / entry["std"]))
     other.fine_tune(nb101, p, epochs=1)  # the target is the size itself: the choice must be the largest weight
     after = other.prior["spaces"]["nb101"]
-    assert after["weight"] == expected == max(WEIGHTS) and after["chosen_on"] == "fine_tune"
+    assert after["weight"] == expected == MAX_WEIGHT and after["chosen_on"] == "fine_tune"
     assert after["mean"] == entry["mean"] and after["score_std"] != entry["score_std"]  # the ensemble moved
     other.fine_tune(nb101[:12], -p[:12], epochs=1)  # every fine-tuning chooses again: smaller is better now
     assert other.prior["spaces"]["nb101"]["weight"] == 0.0
