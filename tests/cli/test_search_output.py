@@ -123,6 +123,10 @@ def test_multi_objective_table_lists_the_pareto_front_with_every_objective(table
     for p in doc["pareto"]:  # the JSON front carries every objective's value
         assert p["values"]["accuracy"] == pytest.approx(points[p["arch"]]["accuracy"])
         assert p["values"]["params"] == points[p["arch"]]["params"] == p["params"]
+    assert len(front) > 1  # --top lists the first of the front, and says so
+    short = _cli(*args, "--quiet", "--top", "1")
+    line1, _, rows1 = _table(short.stdout)
+    assert line1 == f"{line}; the first 1 listed (--top)" and rows1 == rows[:1]
 
 
 def test_pareto_table_has_a_column_per_objective_latency_included(tmp_path) -> None:

@@ -71,8 +71,9 @@ _DEFAULT_BUDGET = 20
               help="Where the default storage, STUDY.json and STUDY-screening.csv go.")  # fmt: skip
 @tracking_uri_option
 @no_tracking_option
-@click.option("--top", type=int, default=5, show_default=True, callback=positive_top,
-              help="How many architectures to list.")  # fmt: skip
+@click.option("--top", type=int, default=None, callback=positive_top,
+              help="How many architectures to list [default: 5; with several objectives, the whole Pareto "
+                   "front].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (best, pareto, history).")
 @quiet_option
 def search_cmd(
@@ -91,7 +92,7 @@ def search_cmd(
     output_dir: str,
     tracking_uri: str | None,
     no_tracking: bool,
-    top: int,
+    top: int | None,
     as_json: bool,
     quiet: bool,
     data_dir: str | None,
@@ -268,17 +269,20 @@ def _objective_value(r: Any, name: str) -> Any:
     return r.values.get(name)
 
 
-def _front_table(result: Any) -> None:
+def _front_table(result: Any, top: int | None = None) -> None:
     """The Pareto table of a multi-objective search: every non-dominated architecture (no other one is at
-    least as good on every objective and better on one), one column per objective, best first objective first;
-    params and FLOPs as well when they are no objectives, and the predictor's score when there is one."""
+    least as good on every objective and better on one; the first ``top`` of them when given), one column per
+    objective, best first objective first; params and FLOPs as well when they are no objectives, and the
+    predictor's score when there is one."""
     from wsnas._search import OBJECTIVES
 
     front, objectives = result.pareto, list(result.objectives)
     directions = ", ".join(f"{o} {OBJECTIVES[o]}d" for o in objectives)
     pool = "screened" if result.training_free else "evaluated"
+    shown = f"; the first {top} listed (--top)" if top is not None and top < len(front) else ""
     click.echo(f"Pareto front: {len(front)} of {len(result.evaluated())} {pool} architectures are non-dominated "
-               f"({directions}); sorted by {objectives[0]}")  # fmt: skip
+               f"({directions}); sorted by {objectives[0]}{shown}")  # fmt: skip
+    front = front if top is None else front[:top]
     columns: list[tuple[str, str, Any]] = []  # (header, format with its width, value of a record)
     if any(r.predicted is not None for r in front) and not result.training_free:
         columns.append((_PREDICTED, f"{len(_PREDICTED)}.4f", lambda r: r.predicted))
@@ -297,13 +301,13 @@ def _front_table(result: Any) -> None:
         click.echo(_predicted_note(result))
 
 
-def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
+def _report(result: Any, top: int | None, as_json: bool, flags: list[str]) -> None:
     if as_json:
         doc = result.to_dict()
-        doc["top"] = [r.to_dict() for r in result.top(top)]
+        doc["top"] = [r.to_dict() for r in result.top(5 if top is None else top)]
         click.echo(json.dumps(doc, indent=2, default=str))
         return
-    rows = result.top(top) if len(result.objectives) == 1 else result.pareto
+    rows = result.top(5 if top is None else top) if len(result.objectives) == 1 else result.pareto
     n = len(result.history)
     pruned = sum(r.state == "PRUNED" for r in result.history)
     kind = "predicted (training-free)" if result.training_free else f"{n} real evaluations"
@@ -313,7 +317,7 @@ def _report(result: Any, top: int, as_json: bool, flags: list[str]) -> None:
     if not rows:
         click.echo("no architecture was evaluated successfully")
     elif len(result.objectives) > 1:
-        _front_table(result)
+        _front_table(result, top)
     else:
         width = max(len(r.arch) for r in rows)
         head = f"{'rank':>4}  {'architecture':<{width}}  {_PREDICTED:>17}  {'measured':>8}  {'params':>10}  FLOPs"
