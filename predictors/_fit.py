@@ -260,7 +260,7 @@ def fit_prior(
     for s, (candidates, archs, every, every_g, every_y), scores in zip(sets, val_sets, val_scores):
         every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
         entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
-                            sample_scores=every_scores)  # fmt: skip
+                            sample_scores=every_scores, labels=len(every) if scores is not None else 0)  # fmt: skip
         if scores is not None:
             every_sizes = standardised_sizes(candidates, every, entry)
             entry["weight"] = choose_weight(*correlations(

@@ -236,7 +236,8 @@ class WeightPredictor:
         and target statistics.
 
         With ``size_prior`` (the default), scores blend the ensemble with the parameter count, weighted per
-        space as chosen on its validation set (:mod:`wsnas.predictors._prior`); ``False``: the ensemble alone.
+        space chosen from its labels: the ensemble's validation Spearman, the parameter count's on every label
+        (:mod:`wsnas.predictors._prior`); ``False``: the ensemble alone.
 
         Raises:
             ValueError: lengths differ, fewer than 4 architectures, a non-finite target, bad options, a
@@ -328,7 +329,7 @@ class WeightPredictor:
                 train_epoch(self, member, opt, graphs, z, rng, batch_size, regression_weight)
                 bar.update(1)
         bar.close()
-        self.prior = fine_tuned_prior(self, weight)
+        self.prior = fine_tuned_prior(self, weight, len(arch_list))
         if self.layer_types is not None:
             self.layer_types = sorted({*self.layer_types, *layer_types(self.candidates, arch_list, n=16, seed=step)})
         self.history.append(

@@ -23,15 +23,18 @@ MacroCNN's).
   :data:`UNSEEN_WEIGHT`: the encoder and the parameter count count equally. Without labels nothing tells which
   of the two ranks the space better, and for ``r_scores = r_sizes`` :func:`choose_weight` gives 1 whatever
   ``r_both``.
-* :meth:`~wsnas.predictors.WeightPredictor.fine_tune` with at least :data:`MIN_CHOICE` labels chooses ``w`` again,
-  on them, from the scores the ensemble gave them before it trained on them (out of sample when the labels are
-  new to it). Measured with the grid search that preceded :func:`choose_weight` on the NB101 zoo's held-out
-  half: the shipped multi-space predictor fine-tuned on 25 of those cells ranks the other 130 at 0.782 (median
-  of 5 draws; params 0.782) with the weight chosen again, 0.734 keeping its validation weight (0.3).
+* :meth:`~wsnas.predictors.WeightPredictor.fine_tune` with at least :data:`MIN_CHOICE` labels, and more than the
+  weight was chosen from (the entry's ``labels``: a fit's labelled architectures of the space, 0 for the
+  unseen default), chooses ``w`` again on them, from the scores the ensemble gave them before it trained on
+  them (out of sample when the labels are new to it). Measured on the NB101 zoo's held-out half, 25 of its cells
+  (5 draws) and the other 130 scored: the shipped multi-space predictor (``w`` 1.32 from its fit's 145 labels)
+  ranks them at 0.789 zero-shot, 0.788 fine-tuned keeping its weight, 0.771 choosing again from the 25 (params
+  0.782, medians). With its earlier weight (0.3, a grid search on 29 validation cells) choosing again had
+  helped: 0.782 against 0.734.
 * A predictor written before the prior existed has none (``w = 0``): its scores do not change.
 
 The card's ``prior`` records ``{"feature": "log_params", "unseen_weight": ..., "spaces": {name: {"weight",
-"mean", "std", "score_std", "size", "seen", "chosen_on"}}}``.
+"mean", "std", "score_std", "size", "seen", "chosen_on", "labels"}}}``.
 """
 
 from __future__ import annotations
@@ -80,13 +83,14 @@ def space_prior(
     scores_only: dict[str, Any] | None = None,
     sample: tuple[Sequence[Arch], list[ParamGraph]] | None = None,
     sample_scores: np.ndarray | None = None,
+    labels: int = 0,
 ) -> dict[str, Any]:
     """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight``, the mean and std of the log
     parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` (or of
     ``sample``'s architectures, with their graphs: a fit's data) and the std of ``pred``'s ensemble mean
     standardised score over them. ``scores_only``: an entry whose count statistics are kept (the ensemble
     changed, the width did not). ``sample_scores``: the ensemble's mean scores over ``sample``'s graphs, when
-    the caller has them."""
+    the caller has them. ``labels``: how many labels the weight was chosen from (0: none, a default)."""
     from wsnas.predictors._training import space_graphs
     from wsnas.training import sample_distinct
 
@@ -101,7 +105,7 @@ def space_prior(
         sample_scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
     score_std = float(np.asarray(sample_scores).std())
     entry = {"weight": float(weight), "score_std": score_std if score_std > 0 else 1.0, "size": dict(candidates.size),
-             "seen": seen, "chosen_on": chosen_on}  # fmt: skip
+             "seen": seen, "chosen_on": chosen_on, "labels": int(labels)}  # fmt: skip
     if scores_only is not None:
         return {**entry, "mean": scores_only["mean"], "std": scores_only["std"]}
     values = log_params(candidates, archs)
@@ -173,28 +177,31 @@ def blend(scores: np.ndarray, p: np.ndarray, entry: dict[str, Any] | None) -> np
 
 
 def fine_tune_weight(pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray) -> float | None:
-    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose (at least
-    :data:`MIN_CHOICE` of them; :func:`choose_weight` on their correlations, the scores the ensemble gives them
-    now); ``None``: the weight stays."""
+    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose
+    (:func:`choose_weight` on their correlations, the scores the ensemble gives them now) when they are at least
+    :data:`MIN_CHOICE` and more than the weight was chosen from (the entry's ``labels``); ``None``: the weight
+    stays."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
-    if entry is None or len(archs) < MIN_CHOICE:
+    if entry is None or len(archs) < MIN_CHOICE or len(archs) <= int(entry.get("labels", 0)):
         return None
     scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
     return choose_weight(*correlations(scores, targets, standardised_sizes(pred.candidates, archs, entry)))
 
 
-def fine_tuned_prior(pred: WeightPredictor, weight: float | None) -> dict[str, Any] | None:
-    """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune`: the prior with the space's entry given, unless
-    ``weight`` is ``None``, that weight and, when the weight is not 0, the new ensemble's score spread."""
+def fine_tuned_prior(pred: WeightPredictor, weight: float | None, labels: int) -> dict[str, Any] | None:
+    """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune` on ``labels`` labels: the prior with the space's
+    entry given, unless ``weight`` is ``None``, that weight (chosen from those labels) and, when the weight is
+    not 0, the new ensemble's score spread."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
     if entry is None:
         return pred.prior
     how = entry.get("chosen_on", "validation") if weight is None else "fine_tune"
     w = entry["weight"] if weight is None else weight
+    n = int(entry.get("labels", 0)) if weight is None else labels
     if w:
-        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry)
+        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry, labels=n)
     else:  # the blend is off: its spread is not used
-        new = {**entry, "weight": 0.0, "chosen_on": how}
+        new = {**entry, "weight": 0.0, "chosen_on": how, "labels": n}
     return {**pred.prior, "spaces": {**pred.prior["spaces"], pred.space.name: new}}
 
 
@@ -219,7 +226,10 @@ def checked_prior(prior: Any) -> dict[str, Any] | None:
             raise ValueError(
                 f"'prior' of space {name!r} needs a finite weight >= 0, mean, std > 0 and score_std > 0, got {entry}"
             )
-        spaces[str(name)] = {**entry, "weight": w, "mean": mean, "std": std, "score_std": sd}
+        labels = entry.get("labels", 0)
+        if isinstance(labels, bool) or not isinstance(labels, int) or labels < 0:
+            raise ValueError(f"'prior' of space {name!r}: 'labels' must be an int >= 0, got {labels!r}")
+        spaces[str(name)] = {**entry, "weight": w, "mean": mean, "std": std, "score_std": sd, "labels": labels}
     unseen = float(prior.get("unseen_weight", UNSEEN_WEIGHT))
     if not (np.isfinite(unseen) and unseen >= 0):
         raise ValueError(f"'prior' unseen_weight must be a finite number >= 0, got {unseen}")

@@ -243,8 +243,9 @@ def transferred_prior(pred: WeightPredictor, new: WeightPredictor, *, refresh: b
     old = prior["spaces"].get(new.space.name)
     if old is None or old.get("size") != dict(new.candidates.size) or refresh:
         weight, seen = (old["weight"], old.get("seen", True)) if old else (prior["unseen_weight"], False)
-        how = old.get("chosen_on", "validation") if old else "default"
-        prior["spaces"][new.space.name] = space_prior(new, new.candidates, weight, seen=seen, chosen_on=how)
+        how, labels = (old.get("chosen_on", "validation"), old.get("labels", 0)) if old else ("default", 0)
+        prior["spaces"][new.space.name] = space_prior(new, new.candidates, weight, seen=seen, chosen_on=how,
+                                                      labels=labels)  # fmt: skip
     return prior
 
 

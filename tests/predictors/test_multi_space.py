@@ -167,6 +167,8 @@ def test_shipped_multi_space_predictor_reproduces_its_held_out_table() -> None:
         assert spearmanr(scores, truth).statistic == pytest.approx(row["spearman"], abs=1e-6)
         assert on.prior["spaces"][row["space"]] == card["prior"]["spaces"][row["space"]]  # a trained space's prior
     assert all(e["seen"] and e["weight"] >= 0 for e in card["prior"]["spaces"].values())
+    # each weight was chosen from all of its space's labelled cells: a fine-tuning needs more to choose again
+    assert {k: e["labels"] for k, e in card["prior"]["spaces"].items()} == {k: v["n"] for k, v in spaces.items()}
 
 
 def test_pretraining_on_several_spaces_ranks_each_space_on_its_own() -> None:

@@ -148,6 +148,7 @@ def _prior(metadata: dict[str, str], **change) -> dict:
         (lambda m, t: ({**m, "card": _with_prior(m, {"spaces": [1]})}, t), "'prior' must be an object"),
         (lambda m, t: ({**m, "card": _with_prior(m, _prior(m, weight=-1.0))}, t), "finite weight >= 0"),
         (lambda m, t: ({**m, "card": _with_prior(m, _prior(m, std=0.0))}, t), "std > 0"),
+        (lambda m, t: ({**m, "card": _with_prior(m, _prior(m, labels=-3))}, t), "'labels' must be an int >= 0"),
         (lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("m1.")}), "missing ['m1."),
         (
             lambda m, t: (m, {**t, "m0.node_in.weight": torch.zeros(3, 3)}),

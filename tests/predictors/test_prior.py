@@ -72,6 +72,7 @@ def test_a_size_driven_target_gets_a_weight_and_predict_blends_by_it(data) -> No
     pred = _fit(archs, sizes)  # the target is the log parameter count itself: two epochs cannot learn it
     entry = pred.prior["spaces"]["nb201"]
     assert entry["weight"] > 0 and entry["seen"] and entry["size"] == {"C": 2, "N": 1} and sd_ok(entry)
+    assert entry["labels"] == len(archs)  # chosen from every label of the space
     assert pred.history[-1]["prior_weights"] == {"nb201": entry["weight"]}
     out = pred.predict(archs)
     members = pred._member_scores(archs, 64)  # [K, n] standardised
@@ -124,23 +125,27 @@ def test_transfer_gives_an_unseen_space_the_unseen_weight(data) -> None:
     assert rankdata(log_params(wider.candidates, archs)).tolist() == rankdata(sizes).tolist()
 
 
-def test_fine_tuning_chooses_the_weight_from_out_of_sample_scores(data) -> None:
+def test_fine_tuning_chooses_the_weight_from_out_of_sample_scores_when_it_has_more_labels(data) -> None:
     archs, sizes = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         other = _fit(archs, sizes).transfer("nb101")
         few = other.transfer("nb101")  # fewer labels than MIN_CHOICE: the default weight stays
-    nb101 = sample_distinct(get_space("nb101"), 24, 5)
+    cells = sample_distinct(get_space("nb101"), 54, 5)
+    nb101, more = cells[:24], cells[24:]
     p = log_params(other.candidates, nb101)
     few.fine_tune(nb101[: MIN_CHOICE - 1], p[: MIN_CHOICE - 1], epochs=1)
     assert few.prior["spaces"]["nb101"]["weight"] == UNSEEN_WEIGHT
-    assert few.prior["spaces"]["nb101"]["chosen_on"] == "default"
+    assert few.prior["spaces"]["nb101"]["chosen_on"] == "default" and few.prior["spaces"]["nb101"]["labels"] == 0
     before = other._member_scores(nb101, 64).mean(0)
     entry = other.prior["spaces"]["nb101"]
     expected = choose_weight(*correlations(before, p, (p - entry["mean"]) / entry["std"]))
     other.fine_tune(nb101, p, epochs=1)  # the target is the size itself: the choice must be the largest weight
     after = other.prior["spaces"]["nb101"]
-    assert after["weight"] == expected == MAX_WEIGHT and after["chosen_on"] == "fine_tune"
+    assert after["weight"] == expected == MAX_WEIGHT and after["chosen_on"] == "fine_tune" and after["labels"] == 24
     assert after["mean"] == entry["mean"] and after["score_std"] != entry["score_std"]  # the ensemble moved
-    other.fine_tune(nb101[:12], -p[:12], epochs=1)  # every fine-tuning chooses again: smaller is better now
-    assert other.prior["spaces"]["nb101"]["weight"] == 0.0
+    other.fine_tune(nb101[:12], -p[:12], epochs=1)  # fewer labels than the weight was chosen from: it stays
+    assert other.prior["spaces"]["nb101"]["weight"] == MAX_WEIGHT and other.prior["spaces"]["nb101"]["labels"] == 24
+    q = log_params(other.candidates, more)
+    other.fine_tune(more, -q, epochs=1)  # more labels (30): chosen again, and smaller is better now
+    assert other.prior["spaces"]["nb101"]["weight"] == 0.0 and other.prior["spaces"]["nb101"]["labels"] == 30

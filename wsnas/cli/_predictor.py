@@ -135,7 +135,7 @@ def _saved_note(ckpt: Path, work: str) -> Callable[[], str]:
 @click.option("--checkpoint", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="Progress file: Ctrl-C keeps it, the same command resumes from it  [default: OUT.ckpt]")  # fmt: skip
 @click.option("--size-prior/--no-size-prior", default=True, show_default=True,
-              help="Blend scores with the parameter count, weighted per space on its validation set.")  # fmt: skip
+              help="Blend scores with the parameter count, weighted per space from its labels.")  # fmt: skip
 @encoder_options
 @quiet_option
 def train_cmd(
@@ -168,8 +168,9 @@ def train_cmd(
     (or a crash) the same command resumes from it and writes the predictor an unstopped run writes. The
     file is removed once OUT is written.
 
-    Scores blend the ensemble with each network's parameter count by a weight per space chosen on its
-    validation set (0: the ensemble alone); --no-size-prior leaves the prior out.
+    Scores blend the ensemble with each network's parameter count by a weight per space chosen from its
+    labels (the ensemble's validation Spearman, the count's on every label; 0: the ensemble alone);
+    --no-size-prior leaves the prior out.
     """
 
     with one_line_errors():
