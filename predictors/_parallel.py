@@ -1,7 +1,7 @@
 """Scoring many architectures with a predictor in several single-threaded worker processes.
 
 >>> with WorkerPool(pred, workers=2, cls=WeightPredictor) as pool:  # the workers start now
-...     scores = pool.scores(archs, batch_size=64)                     # [K, n], as one process gives
+...     scores, _ = pool.scores(archs, batch_size=64)                  # [K, n], as one process gives
 
 On the CPU the work per architecture (build the network at the encoding width, trace it, generate its
 weights, run every encoder) is single-threaded Python and small tensor ops: two processes of one thread
@@ -46,10 +46,13 @@ def _init(path: str, space: SearchSpace, cls: type[WeightPredictor], owner: int)
     _WORKER = load_as(cls, path, device="cpu", space=space)
 
 
-def _score(texts: list[str], batch_size: int) -> np.ndarray:
+def _score(texts: list[str], batch_size: int, with_sizes: bool) -> np.ndarray:
+    """``[K, n]`` member scores of ``texts``, and a last row of their log parameter counts ``with_sizes``."""
     assert _WORKER is not None, "worker not initialised"
     archs = [_WORKER.space.from_string(t) for t in texts]
-    return _WORKER._member_scores(archs, batch_size)
+    sizes = np.zeros(len(archs)) if with_sizes else None
+    scores = _WORKER._member_scores(archs, batch_size, sizes=sizes)
+    return scores if sizes is None else np.vstack([scores, sizes[None]])
 
 
 def _ready() -> None:
@@ -89,22 +92,25 @@ class WorkerPool:
             self._tmp.cleanup()
             raise
 
-    def scores(self, archs: Sequence[Arch], *, batch_size: int, progress: bool = False) -> np.ndarray:
+    def scores(
+        self, archs: Sequence[Arch], *, batch_size: int, progress: bool = False, sizes: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``[K, n]`` standardised member scores of ``archs`` (validated architectures of the predictor's
-        space), in input order; chunks of ``batch_size`` go to the workers."""
+        space), in input order, and with ``sizes`` their log parameter counts ``[n]`` (else ``None``), read
+        by the workers from the specs they build anyway; chunks of ``batch_size`` go to the workers."""
         from tqdm import tqdm
 
         n = len(archs)
         texts = [self.pred.space.to_string(a) for a in archs]
         starts = list(range(0, n, batch_size))
-        out = np.zeros((self.pred.ensemble, n))
+        out = np.zeros((self.pred.ensemble + (1 if sizes else 0), n))
         bar = tqdm(total=n, desc="predict", unit="arch", disable=not progress, leave=False)
-        futures = [self._pool.submit(_score, texts[i : i + batch_size], batch_size) for i in starts]
+        futures = [self._pool.submit(_score, texts[i : i + batch_size], batch_size, sizes) for i in starts]
         for i, fut in zip(starts, futures):
             out[:, i : i + batch_size] = fut.result()
             bar.update(min(batch_size, n - i))
         bar.close()
-        return out
+        return (out[:-1], out[-1]) if sizes else (out, None)
 
     def close(self) -> None:
         """Stop the workers and remove the predictor's temporary copy."""

@@ -32,7 +32,7 @@ from wsnas.predictors._fit import FitOptions, fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
-from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, standardised_sizes
+from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, log_params, standardised_sizes
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -382,22 +382,27 @@ class WeightPredictor:
         self._require_fitted("predict")
         check_positive(batch_size=batch_size, workers=workers)
         count = use_workers(self, len(archs), batch_size=batch_size, workers=workers)
+        entry = None if self.prior is None else self.prior["spaces"].get(self.space.name)
+        blended = entry is not None and bool(entry["weight"])
         if count:
             # the workers start while the input is validated here
             with WorkerPool(self, count, cls=WeightPredictor) as pool:
                 arch_list = self._archs(archs)
-                scores = pool.scores(arch_list, batch_size=batch_size, progress=progress)
+                scores, logs = pool.scores(arch_list, batch_size=batch_size, progress=progress, sizes=blended)
         else:
             arch_list = self._archs(archs)
-            scores = self._member_scores(arch_list, batch_size, progress)
-        entry = None if self.prior is None else self.prior["spaces"].get(self.space.name)
-        if entry is not None and entry["weight"]:
-            scores = blend(scores, standardised_sizes(self.candidates, arch_list, entry), entry)
+            logs = np.zeros(len(arch_list)) if blended else None
+            scores = self._member_scores(arch_list, batch_size, progress, sizes=logs)
+        if blended:  # the counts were read while each network's spec was at hand (no second build)
+            scores = blend(scores, standardised_sizes(self.candidates, arch_list, entry, logs=logs), entry)
         scores = self.target["mean"] + self.target["std"] * scores
         return Prediction(score=scores.mean(axis=0), uncertainty=scores.std(axis=0))
 
-    def _member_scores(self, arch_list: Sequence[Arch], batch_size: int, progress: bool = False) -> np.ndarray:
-        """``[K, n]`` standardised scores of every member on validated architectures."""
+    def _member_scores(
+        self, arch_list: Sequence[Arch], batch_size: int, progress: bool = False, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``[K, n]`` standardised scores of every member on validated architectures; ``sizes [n]``, when given,
+        is filled with their :func:`~wsnas.predictors._prior.log_params` (read from the specs just built)."""
         from tqdm import tqdm
 
         scores = np.zeros((self.ensemble, len(arch_list)))  # [K, n]
@@ -408,6 +413,8 @@ class WeightPredictor:
             for i in range(0, len(arch_list), batch_size):
                 chunk = arch_list[i : i + batch_size]  # validated above: the private path skips a second check
                 g = self.candidates._graphs(chunk, [self.seed] * len(chunk), "cpu").to(self.device)
+                if sizes is not None:  # the chunk's specs are in the candidates' cache now
+                    sizes[i : i + batch_size] = log_params(self.candidates, chunk)
                 for k, m in enumerate(self.members):
                     scores[k, i : i + batch_size] = m(g).double().cpu().numpy()
                 bar.update(len(chunk))

@@ -113,9 +113,12 @@ def space_prior(
     return {**entry, "mean": float(values.mean()), "std": std if std > 0 else 1.0}
 
 
-def standardised_sizes(candidates: CandidateGraphs, archs: Sequence[Arch], entry: dict[str, Any]) -> np.ndarray:
-    """``[n]``: ``p``, the log parameter counts standardised by ``entry``."""
-    return (log_params(candidates, archs) - entry["mean"]) / entry["std"]
+def standardised_sizes(
+    candidates: CandidateGraphs, archs: Sequence[Arch], entry: dict[str, Any], *, logs: np.ndarray | None = None
+) -> np.ndarray:
+    """``[n]``: ``p``, the log parameter counts standardised by ``entry`` (``logs [n]``: the counts' logs
+    when the caller has them, :func:`log_params` of ``archs`` otherwise)."""
+    return ((log_params(candidates, archs) if logs is None else logs) - entry["mean"]) / entry["std"]
 
 
 def choose_weight(r_scores: float, r_sizes: float, r_both: float) -> float:

@@ -17,6 +17,7 @@ import torch
 from wsnas import InvalidArchitecture, ZooRecord, generate, graph_template, weight_spec
 from wsnas.encoding import CandidateGraphs, build_batch
 from wsnas.predictors import EncoderConfig, Prediction, WeightPredictor, pairwise_ranking_loss
+from wsnas.predictors._prior import blend, standardised_sizes
 from wsnas.predictors._training import spearman
 from wsnas.search_spaces import get_space
 from wsnas.training import Zoo, sample_distinct
@@ -198,6 +199,14 @@ def test_candidate_graphs_match_the_built_networks_and_cache_repeats() -> None:
         cands.graphs([], 0)
 
 
+def space_prior_of(pred, *, weight: float) -> dict:
+    """A prior for ``pred``'s own space at ``weight`` (statistics from a seeded sample)."""
+    from wsnas.predictors._prior import UNSEEN_WEIGHT, space_prior
+
+    entry = space_prior(pred, pred.candidates, weight, seen=True, chosen_on="validation")
+    return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": {pred.space.name: entry}}
+
+
 def test_predict_in_worker_processes_gives_the_same_scores(small, data) -> None:
     """workers=2 scores chunks in two fresh processes that load a copy of the predictor: same numbers."""
     pred, archs = small[0], data[0][:50]
@@ -205,5 +214,13 @@ def test_predict_in_worker_processes_gives_the_same_scores(small, data) -> None:
     two = pred.predict(archs, batch_size=16, workers=2)
     np.testing.assert_array_equal(one.score, two.score)
     np.testing.assert_array_equal(one.uncertainty, two.uncertainty)
+    # with a size prior the counts are read where each network is built, in the workers too: same blend
+    sized = copy.deepcopy(pred)
+    sized.prior = space_prior_of(sized, weight=0.7)
+    entry = sized.prior["spaces"][sized.space.name]
+    expected = blend(sized._member_scores(archs, 16), standardised_sizes(sized.candidates, archs, entry), entry)
+    expected = sized.target["mean"] + sized.target["std"] * expected.mean(0)
+    for w in (1, 2):
+        np.testing.assert_allclose(sized.predict(archs, batch_size=16, workers=w).score, expected, rtol=1e-12)
     with pytest.raises(ValueError, match="workers must be an int >= 1"):
         pred.predict(archs, workers=0)
