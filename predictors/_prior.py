@@ -131,7 +131,7 @@ def choose_weight(r_scores: float, r_sizes: float, r_both: float) -> float:
 
     Each correlation is estimated where it is least biased and most numerous: a parameter count is never
     fitted, so ``r_sizes`` takes every labelled architecture, and ``r_both`` needs no labels. Measured against
-    the grid search it replaces (the best of ``WEIGHTS`` on the validation set alone) on the shipped
+    the grid search it replaces (the best of ten fixed weights on the validation set alone) on the shipped
     multi-space predictor's held-out halves: NB101 0.756 -> 0.796 (params 0.786), NB201 0.841 -> 0.838,
     MacroCNN 0.398 -> 0.398; the validation set's 29 NB101 cells ranked params at 0.586, the 145 labelled
     ones at 0.713.
