@@ -3,10 +3,14 @@ the parameter count by it, files keep it, transfer carries it, and a predictor w
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.torch import save_file
 from scipy.stats import rankdata
 
 from wsnas.predictors import EncoderConfig, WeightPredictor, load, spearman
@@ -98,8 +102,19 @@ def test_the_prior_survives_a_file_and_a_predictor_without_one_is_unchanged(data
     back = load(sized.save(tmp_path / "p.safetensors"))
     assert back.prior == sized.prior
     np.testing.assert_array_equal(back.predict(archs[:9]).score, sized.predict(archs[:9]).score)
-    shipped = load("nb201")  # written before the prior existed: no prior, scores as before
-    assert shipped.prior is None
+    # a file written before the prior existed has no "prior" in its card: it loads without one, scores unchanged
+    bare = _fit(archs, sizes, size_prior=False)
+    path = bare.save(tmp_path / "bare.safetensors")
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    card = json.loads(metadata["card"])
+    card.pop("prior", None)
+    text = json.dumps(card, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    save_file(tensors, str(path), metadata={**metadata, "card": text, "card_sha256": digest})
+    old = load(path)
+    assert old.prior is None
+    np.testing.assert_array_equal(old.predict(archs[:9]).score, bare.predict(archs[:9]).score)
 
 
 def test_transfer_gives_an_unseen_space_the_unseen_weight(data) -> None:

@@ -71,10 +71,11 @@ def test_a_small_table_is_searched_until_its_rows_are_spent(records, pred, predi
 
 def test_without_a_domain_the_pool_grows_with_neighbours_of_the_best(pred, tmp_path) -> None:
     def evaluator(arch):  # no domain: the pool is sampler proposals plus neighbours of the best results
-        return sum(d["op"] == "nor_conv_3x3" for _, _, d in arch.graph.edges(data=True)) / 6.0
+        # a target the prior (fitted on accuracy) does not know: its first picks are far from the best
+        return sum(d["op"] == "skip_connect" for _, _, d in arch.graph.edges(data=True)) / 6.0
 
     res = wsnas.search("nb201", evaluator=evaluator, eval_budget=12, predictor=pred, output_dir=tmp_path,
                        progress=False, tracking=False, seed=3)  # fmt: skip
     values = [r.values["accuracy"] for r in res.history]
     assert len({r.arch_hash for r in res.history}) == 12
-    assert max(values[K0:]) > max(values[:K0])  # the results lead somewhere better than the prior's picks
+    assert max(values[:K0]) < 1.0 and max(values[K0:]) > max(values[:K0])  # the results lead past the prior's picks
