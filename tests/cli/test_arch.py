@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from wsnas.cli import main
+from wsnas.testing import assert_one_line_error as _one_line_error
 
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -31,12 +32,6 @@ def test_arch_show_prints_params_flops_and_graph() -> None:
     assert "edge 1 -> 2: avg_pool_3x3" in result.output
     doc = json.loads(run("arch", "show", "nb201", EXAMPLE, "--json").output)
     assert doc["string"] == EXAMPLE and doc["params"] == 802_426 and doc["flops"] > 0
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def test_errors_are_one_line_and_non_zero() -> None:

@@ -12,25 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import wsnas
-from wsnas.cli import main
 from wsnas.search_spaces import get_space
+from wsnas.testing import assert_one_line_error as _one_line_error
+from wsnas.testing import run_cli as _cli
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 TINY = ("-s", "C=4", "-s", "N=1")
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def _rebuild(folder: Path) -> torch.nn.Module:

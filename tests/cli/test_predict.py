@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from wsnas.cli._predict import predict_cmd
 from wsnas.predictors import load
 from wsnas.search_spaces import get_space
+from wsnas.testing import assert_one_line_error as _one_line_error
 
 SPACE = get_space("nb201")
 
@@ -52,12 +53,6 @@ def test_predict_reads_stdin_and_writes_stdout(trained_by_cli) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["arch", "score", "uncertainty"] and [r[0] for r in rows[1:]] == strings
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def test_errors_are_one_line_with_exit_status_2(trained_by_cli, only_nb201_shipped) -> None:

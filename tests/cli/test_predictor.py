@@ -17,6 +17,7 @@ from wsnas import ZooRecord
 from wsnas.cli._predictor import eval_cmd, predictor_group
 from wsnas.predictors import load
 from wsnas.search_spaces import get_space
+from wsnas.testing import assert_one_line_error as _one_line_error
 from wsnas.training import Zoo, sample_distinct
 
 NB201, NB101 = get_space("nb201"), get_space("nb101")
@@ -27,12 +28,6 @@ def cli() -> click.Group:
     group = click.Group("wsnas")
     group.add_command(predictor_group)
     return group
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def test_train_writes_a_predictor_and_prints_the_validation_spearman(trained_by_cli) -> None:

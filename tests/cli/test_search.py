@@ -6,18 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from wsnas.cli import main
+from wsnas.testing import assert_one_line_error as _one_line_error
+from wsnas.testing import run_cli as _cli
 
 
 @pytest.fixture(scope="module")
 def pred_file(pred, tmp_path_factory) -> Path:
     return Path(pred.save(tmp_path_factory.mktemp("pred") / "tiny.safetensors"))
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
 
 
 def test_cli_search_json_and_table(table, pred_file, tmp_path) -> None:
@@ -37,12 +33,6 @@ def test_cli_search_json_and_table(table, pred_file, tmp_path) -> None:
                   "--quiet", "--json")  # fmt: skip
     assert worker.exit_code == 0, worker.output
     assert [h["arch"] for h in json.loads(worker.stdout)["history"]] == [h["arch"] for h in doc["history"]]
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def test_cli_bad_input_is_one_line(table, pred_file, tmp_path) -> None:

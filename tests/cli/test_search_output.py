@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wsnas.cli import main
+from wsnas.testing import run_cli as _cli
 
 
 @pytest.fixture(scope="module")
 def pred_file(pred, tmp_path_factory) -> Path:
     return Path(pred.save(tmp_path_factory.mktemp("pred") / "tiny.safetensors"))
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
 
 
 def _search_args(table: Path, out: Path, *more: str) -> list[str]:

@@ -11,25 +11,15 @@ import textwrap
 from pathlib import Path
 
 import optuna
-from click.testing import CliRunner
 
 import wsnas
-from wsnas.cli import main
 from wsnas.search_spaces import get_space
+from wsnas.testing import assert_one_line_error as _one_line_error
+from wsnas.testing import run_cli as _cli
 
 SPACE = get_space("nb201")
 TASK = ("--evaluator", "train:cifar10", "-s", "C=2", "-s", "N=1", "--epochs", "2", "--resolution", "8",
         "--subset", "200", "--val-size", "100")  # fmt: skip
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def _more_budget(doc: dict, budget: int) -> optuna.Study:
