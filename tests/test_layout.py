@@ -31,9 +31,9 @@ LAYERS = (
     "wsnas.search_spaces",
     "wsnas.training",
     "wsnas.predictors",
-    "wsnas.testing",
     "wsnas._search",
     "wsnas.cli",
+    "wsnas.testing",  # test kits for the whole stack: a space's contract, the command in-process
     "wsnas",  # the package itself: the public names, loaded lazily from the parts
 )
 MAX_GROUND_MODULES = 12
