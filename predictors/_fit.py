@@ -196,7 +196,7 @@ def fit_spaces(
         z_parts.append((y[train_idx] - stats["mean"]) / stats["std"])
         sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
                      **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
-        val_sets.append((candidates, [archs[i] for i in val_idx], archs, graphs, y))
+        val_sets.append((candidates, val_idx, archs, graphs, y))
         types.update(layer_types(candidates, archs, seed=pred.seed))
     pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
     z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
@@ -216,10 +216,8 @@ def fit_spaces(
     )  # fmt: skip
     bar.close()
     pred.fitted = True
-    # each set's ensemble-mean validation scores, for the record and the prior's weight
-    val_scores = [np.mean([pred._raw_scores(m, g) for m in pred.members], 0) if len(g) else None
-                  for g, _ in (s["val"] for s in sets)]  # fmt: skip
-    per_space = [None if v is None else spearman(v, s["val"][1]) for v, s in zip(val_scores, sets)]
+    per_space = [spearman(np.mean([pred._raw_scores(m, g) for m in pred.members], 0), yv) if len(g) else None
+                 for g, yv in (s["val"] for s in sets)]  # each set's validation Spearman, for the record
     n, n_val = sum(s["n"] for s in sets), sum(s["n_val"] for s in sets)
     pred.training_data = {"source": "arrays", "n": n, "n_val": n_val, "target": target_name}
     pred.layer_types = sorted(types)
@@ -235,7 +233,7 @@ def fit_spaces(
         event["spaces"] = copy.deepcopy(spaces)
     event["train_loss"] = pred._loss(train_g, z, regression_weight)
     if size_prior:
-        pred.prior = fit_prior(pred, sets, val_sets, val_scores)
+        pred.prior = fit_prior(pred, sets, val_sets)
         event["prior_weights"] = {name: e["weight"] for name, e in pred.prior["spaces"].items()}
     else:
         pred.prior = None
@@ -247,24 +245,24 @@ def fit_spaces(
 def fit_prior(
     pred: WeightPredictor,
     sets: Sequence[dict[str, Any]],
-    val_sets: Sequence[tuple[CandidateGraphs, list[Arch], list[Arch], list[ParamGraph], np.ndarray]],
-    val_scores: Sequence[np.ndarray | None],
+    val_sets: Sequence[tuple[CandidateGraphs, np.ndarray, list[Arch], list[ParamGraph], np.ndarray]],
 ) -> dict[str, Any]:
     """The size prior of a fitted ``pred``: each set's weight (0 without a validation set) from the ensemble's
     Spearman on its validation set, the parameter count's on all its labelled architectures and theirs with
     each other on all its architectures (:func:`~wsnas.predictors._prior.choose_weight`); its statistics from
-    all its architectures (their graphs are built already)."""
+    all its architectures (their graphs are built already). ``val_sets``: each set's candidates, validation
+    indices, architectures, graphs and targets."""
     from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, correlations, space_prior, standardised_sizes
 
     spaces = {}
-    for s, (candidates, archs, every, every_g, every_y), scores in zip(sets, val_sets, val_scores):
+    for s, (candidates, val_idx, every, every_g, every_y) in zip(sets, val_sets):
         every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
         entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
-                            sample_scores=every_scores, labels=len(every) if scores is not None else 0)  # fmt: skip
-        if scores is not None:
+                            sample_scores=every_scores, labels=len(every) if len(val_idx) else 0)  # fmt: skip
+        if len(val_idx):  # the validation cells' scores and sizes are those of the whole set, indexed
             every_sizes = standardised_sizes(candidates, every, entry)
             entry["weight"] = choose_weight(*correlations(
-                scores, s["val"][1], standardised_sizes(candidates, archs, entry), labelled_sizes=every_sizes,
+                every_scores[val_idx], every_y[val_idx], every_sizes[val_idx], labelled_sizes=every_sizes,
                 labelled_targets=every_y, space_scores=every_scores, space_sizes=every_sizes,
             ))  # fmt: skip
         spaces[s["space"]] = entry
