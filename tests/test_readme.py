@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run() -> None:
+def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the blocks' tempfile.mkdtemp() folders (searches, an export) go under pytest's tmp_path, not the system's
+    # temp folder, where every run left about 2 MB behind
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 4
     namespace: dict = {"__name__": "readme"}
