@@ -1,0 +1,49 @@
+"""benchmarks/fidelity_report.py: each zoo file against the reference on their common architectures, and pairs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_report.py"
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location("fidelity_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _zoo(path: Path, accs: dict[str, float], diverged: tuple[str, ...] = ()) -> Path:
+    rows = [{"arch": f"w16:{'k3e1s0-' * (i + 1)}".rstrip("-"), "arch_hash": h, "val_acc": a, "cpu_seconds": 2.0 + i,
+             "params": 100 + i, "flops": 1000 - i, "diverged": h in diverged} for i, (h, a) in enumerate(accs.items())]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_spearman_against_the_reference_on_common_archs_and_of_pairs(tmp_path, capsys) -> None:
+    ref = _zoo(tmp_path / "ref.jsonl", {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5})
+    same = _zoo(tmp_path / "same.jsonl", {"a": 0.0, "b": 0.1, "c": 0.5, "d": 0.6, "z": 0.9})  # z: not in ref
+    flipped = _zoo(tmp_path / "flip.jsonl", {"a": 0.5, "b": 0.4, "c": 0.3, "d": 0.2, "e": 0.1}, diverged=("e",))
+    _report().main(["--ref", "r", "--zoo", f"r={ref}", "--zoo", f"s={same}", "--zoo", f"f={flipped}",
+                    "--pair", "s,f"])  # fmt: skip
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    rows = {r["recipe"]: r for r in lines if "recipe" in r}
+    assert rows["s"]["n_common"] == 4 and rows["s"]["spearman_vs_ref"] == pytest.approx(1.0)
+    assert rows["f"]["n"] == 4 and rows["f"]["spearman_vs_ref"] == pytest.approx(-1.0)  # the diverged one dropped
+    pair = next(r for r in lines if "pair" in r)
+    assert pair["n_common"] == 4 and pair["spearman"] == pytest.approx(-1.0)
+    sizes = lines[-1]["size_spearman"]  # params grow, FLOPs fall, layers grow with the reference's accuracy
+    assert sizes["params"] == pytest.approx(1.0) and sizes["flops"] == pytest.approx(-1.0)
+    assert sizes["layers"] == pytest.approx(1.0)
+
+
+def test_a_reference_that_is_no_zoo_name_is_refused(tmp_path, capsys) -> None:
+    ref = _zoo(tmp_path / "ref.jsonl", {"a": 0.1, "b": 0.2, "c": 0.3})
+    with pytest.raises(SystemExit) as exc:
+        _report().main(["--ref", "other", "--zoo", f"r={ref}"])
+    assert exc.value.code == 2 and "--ref 'other' is none of the --zoo names ['r']" in capsys.readouterr().err
