@@ -23,12 +23,13 @@ import time
 from typing import Any
 
 import numpy as np
-from transfer import metrics, split
+from transfer import metrics, parse_zoos, split
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--zoo", action="append", required=True, metavar="SPACE=FILE", help="a space and its zoo")
+    parser.add_argument("--zoo", action="append", required=True, metavar="SPACE=FILE[,FILE]",
+                        help="a space and its zoo files (training seeds of one recipe are averaged)")  # fmt: skip
     parser.add_argument("--pretrained", default=None, help="start every member from this pretrained encoder")
     parser.add_argument("--test-fraction", type=float, default=0.5)
     parser.add_argument("--ensemble", type=int, default=5)
@@ -44,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    zoos = dict(z.split("=", 1) for z in args.zoo)
+    zoos = parse_zoos(args.zoo)
     data: dict[str, dict[str, Any]] = {}
-    for name, path in zoos.items():
-        space, archs, y, description = zoo_training_set([path], name, "val_acc")
-        records = {r.arch_hash: r for r in Zoo.load(path)}
+    for name, paths in zoos.items():
+        space, archs, y, description = zoo_training_set(paths, name, "val_acc")
+        records = {r.arch_hash: r for path in paths for r in Zoo.load(path)}
         test, pool = split([a.hash for a in archs], args.test_fraction)
         data[name] = {"archs": archs, "y": y, "test": test, "pool": pool, "zoo": description["zoos"],
                       "params": np.array([records[a.hash].params for a in archs], float),

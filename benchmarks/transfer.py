@@ -2,7 +2,10 @@
 
     python benchmarks/transfer.py [--predictor nb201] [--zoo nb101=FILE --zoo macro=FILE] \\
         [--budgets 10,25,50] [--seeds 5] [--test-fraction 0.5] [--data-dir CIFAR_DIR] [--threads 1]
-    python benchmarks/transfer.py --leave-one-out --zoo nb201=FILE --zoo nb101=FILE --zoo macro=FILE ...
+    python benchmarks/transfer.py --leave-one-out --zoo nb201=FILE --zoo nb101=FILE --zoo macro=FILE[,FILE] ...
+
+A space's zoo may be several files (``SPACE=A,B``, or ``--zoo SPACE=A --zoo SPACE=B``): training seeds of one
+recipe, whose records of one architecture are averaged (``zoo_training_set``).
 
 For each target space, its zoo's distinct architectures are split once into a held-out test set (about
 ``--test-fraction`` of them, chosen by a hash of each architecture, so growing a zoo never moves one across)
@@ -48,8 +51,8 @@ ZOO_SIZES: dict[str, dict[str, Any]] = {
 }
 #: the faithful-recipe zoos (3 epochs, 16x16, 9k images, cosine; predictors/_shipped/README.md)
 DEFAULT_ZOOS = {
-    "nb101": "predictors/_shipped/zoos/nb101-cifar10-e3c16.jsonl",
-    "macro": "predictors/_shipped/zoos/macro-cifar10-e3w25.jsonl",
+    "nb101": ["predictors/_shipped/zoos/nb101-cifar10-e3c16.jsonl"],
+    "macro": ["predictors/_shipped/zoos/macro-cifar10-e3w25.jsonl"],
 }
 #: encoding widths tried by --select
 WIDTHS: dict[str, list[dict[str, Any]]] = {
@@ -125,11 +128,11 @@ def report(space: str, rows: list[dict[str, Any]], n_test: int, n_pool: int) -> 
     return "\n".join(lines) + "\n"
 
 
-def leave_one_out(args: argparse.Namespace, zoos: dict[str, str], target: str) -> Any:
+def leave_one_out(args: argparse.Namespace, zoos: dict[str, list[str]], target: str) -> Any:
     """A predictor trained on every zoo but ``target``'s (one multi-space fit, from ``--pretrained`` if given)."""
     from wsnas.predictors import WeightPredictor, load
 
-    sources = [path for name, path in zoos.items() if name != target]
+    sources = [path for name, paths in zoos.items() if name != target for path in paths]
     t0 = time.perf_counter()
     if args.pretrained:  # its encoder, on a predictor bound to the first source space
         from wsnas.predictors import default_transfer_size, zoo_spaces
@@ -164,11 +167,11 @@ def _others(paths: list[str], primary: str) -> dict[str, tuple[list, np.ndarray]
     return {n: _joint(paths, n) for n in zoo_spaces(paths) if n != primary}
 
 
-def load_target(space_name: str, path: str, predictor: Any, test_fraction: float) -> tuple:
+def load_target(space_name: str, paths: list[str], predictor: Any, test_fraction: float) -> tuple:
     from wsnas.predictors import load
     from wsnas.predictors._training import zoo_training_set
 
-    space, archs, y, _ = zoo_training_set([path], space_name, "val_acc")
+    space, archs, y, _ = zoo_training_set(paths, space_name, "val_acc")
     test, pool = split([a.hash for a in archs], test_fraction)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -178,13 +181,13 @@ def load_target(space_name: str, path: str, predictor: Any, test_fraction: float
     return space, archs, y, test, pool, base
 
 
-def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[str, Any]]:
+def report_space(args: argparse.Namespace, name: str, paths: list[str]) -> list[dict[str, Any]]:
     """Every measurement of one target space (rows also go to stderr as they come)."""
     from wsnas.predictors import ZeroCostBaseline
     from wsnas.predictors._evaluate import _zoo_task
 
     source = leave_one_out(args, args.zoo_map, name) if args.leave_one_out else args.predictor
-    space, archs, y, test, pool, base = load_target(name, path, source, args.test_fraction)
+    space, archs, y, test, pool, base = load_target(name, paths, source, args.test_fraction)
     t_archs, y_t = [archs[i] for i in test], y[test]
     rows: list[dict[str, Any]] = []
 
@@ -215,7 +218,7 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
     if args.no_proxies:
         print(report(name, rows, len(test), len(pool)), flush=True)
         return rows
-    task, why = _zoo_task([path], args.data_dir)
+    task, why = _zoo_task(paths, args.data_dir)
     print(f"# {name}: zero-cost proxies on {why}" + ("" if task is not None else " (synthetic task)"), file=sys.stderr)
     for proxy in ZERO_COST:
         t0 = time.perf_counter()
@@ -227,19 +230,30 @@ def report_space(args: argparse.Namespace, name: str, path: str) -> list[dict[st
     return rows
 
 
-def run_report(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
+def run_report(args: argparse.Namespace, zoos: dict[str, list[str]]) -> list[dict[str, Any]]:
     targets = args.targets.split(",") if args.targets else list(zoos)
-    return [row for name, path in zoos.items() if name in targets for row in report_space(args, name, path)]
+    return [row for name, paths in zoos.items() if name in targets for row in report_space(args, name, paths)]
 
 
-def run_select(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str, Any]]:
+def parse_zoos(items: list[str]) -> dict[str, list[str]]:
+    """``SPACE=FILE[,FILE...]`` items (a space may repeat) -> space -> its files, in the order given."""
+    zoos: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, files = item.partition("=")
+        if not sep or not name or not files or "" in files.split(","):
+            raise SystemExit(f"error: --zoo wants SPACE=FILE[,FILE...], got {item!r}")
+        zoos.setdefault(name, []).extend(files.split(","))
+    return zoos
+
+
+def run_select(args: argparse.Namespace, zoos: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Encoding widths and fine-tuning settings, chosen on the pool only."""
     from wsnas.predictors import load
 
     out: list[dict[str, Any]] = []
     source = load(args.predictor)
-    for name, path in zoos.items():
-        space, archs, y, test, pool, base = load_target(name, path, args.predictor, args.test_fraction)
+    for name, paths in zoos.items():
+        space, archs, y, test, pool, base = load_target(name, paths, args.predictor, args.test_fraction)
         p_archs = [archs[i] for i in pool]
         for size in WIDTHS.get(name, []) if args.select in ("all", "widths") else []:
             for adapt in (False, True):
@@ -268,8 +282,8 @@ def run_select(args: argparse.Namespace, zoos: dict[str, str]) -> list[dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictor", default="nb201", help="predictor file or shipped name (default: nb201)")
-    parser.add_argument("--zoo", action="append", default=[], metavar="SPACE=FILE",
-                        help="target space and its zoo (repeatable; default: the shipped zoos)")  # fmt: skip
+    parser.add_argument("--zoo", action="append", default=[], metavar="SPACE=FILE[,FILE]",
+                        help="target space and its zoo files (repeatable; default: the shipped zoos)")  # fmt: skip
     parser.add_argument("--budgets", default="10,25,50", help="comma-separated K")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the K-sample draw")
     parser.add_argument("--test-fraction", type=float, default=0.5)
@@ -291,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    zoos = dict(z.split("=", 1) for z in args.zoo) if args.zoo else dict(DEFAULT_ZOOS)
+    zoos = parse_zoos(args.zoo) if args.zoo else {k: list(v) for k, v in DEFAULT_ZOOS.items()}
     args.zoo_map = zoos
     for item in args.zoo_size:
         name, spec = item.split("=", 1)

@@ -1,4 +1,5 @@
-"""benchmarks/fidelity_report.py: each zoo file against the reference on their common architectures, and pairs."""
+"""The benchmarks' own tools: fidelity_report.py (each zoo file against a reference on their common architectures,
+and pairs) and transfer.py's --zoo parsing (several files of one space)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_report.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _report():
-    spec = importlib.util.spec_from_file_location("fidelity_report", SCRIPT)
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _report():
+    return _script("fidelity_report")
 
 
 def _zoo(path: Path, accs: dict[str, float], diverged: tuple[str, ...] = ()) -> Path:
@@ -47,3 +52,12 @@ def test_a_reference_that_is_no_zoo_name_is_refused(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         _report().main(["--ref", "other", "--zoo", f"r={ref}"])
     assert exc.value.code == 2 and "--ref 'other' is none of the --zoo names ['r']" in capsys.readouterr().err
+
+
+def test_a_space_may_have_several_zoo_files_and_a_bad_item_is_one_error() -> None:
+    parse = _script("transfer").parse_zoos
+    assert parse(["nb101=a.jsonl", "macro=b.jsonl,c.jsonl", "macro=d.jsonl"]) == {
+        "nb101": ["a.jsonl"], "macro": ["b.jsonl", "c.jsonl", "d.jsonl"]}
+    for bad in ("macro", "=a.jsonl", "macro=", "macro=a.jsonl,"):
+        with pytest.raises(SystemExit, match=r"^error: --zoo wants SPACE=FILE\[,FILE...\], got"):
+            parse([bad])
