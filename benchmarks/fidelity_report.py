@@ -27,11 +27,11 @@ import numpy as np
 
 
 def _spearman(a: list[float], b: list[float]) -> float | None:
-    from scipy.stats import spearmanr
+    """:func:`wsnas.predictors.spearman`, with ``None`` (JSON's null) where it gives ``nan``."""
+    from wsnas.predictors import spearman
 
-    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
-        return None
-    return float(spearmanr(a, b).statistic)
+    rho = spearman(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    return None if math.isnan(rho) else rho
 
 
 def _se(rho: float | None, n: int) -> float | None:
