@@ -122,6 +122,22 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _running(pids: list[int], wait: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running after up to ``wait`` s: a process in its last moments (signalled, not yet
+    gone) or a zombie left for init to reap has stopped and does not count."""
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + wait
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def _serve_then_stop(cmd: str, cwd: Path, env: dict[str, str], timeout: float = 120.0) -> None:
     """Run the serving command ``cmd`` (``wsnas ui``) until it has started its server under a guard process,
     then press Ctrl-C: it must stop cleanly (exit 130) and take the server with it."""
@@ -146,7 +162,7 @@ def _serve_then_stop(cmd: str, cwd: Path, env: dict[str, str], timeout: float = 
             output, _ = proc.communicate()
     assert server, f"{cmd!r} started no server within {timeout} s (exit {proc.returncode}):\n{output[-3000:]}"
     assert proc.returncode == 130 and "MLflow UI stopped" in output, f"{cmd!r} did not stop on Ctrl-C:\n{output}"
-    assert not [s for s in server if Path(f"/proc/{s}").exists()], f"{cmd!r} left its server running"
+    assert not _running(server), f"{cmd!r} left its server running"
 
 
 def test_substitutions_and_setup_blocks_match_the_readme() -> None:
