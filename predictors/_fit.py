@@ -247,23 +247,26 @@ def fit_prior(
     sets: Sequence[dict[str, Any]],
     val_sets: Sequence[tuple[CandidateGraphs, np.ndarray, list[Arch], list[ParamGraph], np.ndarray]],
 ) -> dict[str, Any]:
-    """The size prior of a fitted ``pred``: each set's weight (0 without a validation set) from the ensemble's
-    Spearman on its validation set, the parameter count's on all its labelled architectures and theirs with
+    """The size prior of a fitted ``pred``: each set's size feature (:func:`~wsnas.predictors._prior.choose_coef`
+    on all its labelled architectures) and weight (0 without a validation set) from the ensemble's Spearman on
+    its validation set, the parameter count's on all its labelled architectures and theirs with
     each other on all its architectures (:func:`~wsnas.predictors._prior.choose_weight`); its statistics from
     all its architectures (their graphs are built already). ``val_sets``: each set's candidates, validation
     indices, architectures, graphs and targets."""
-    from wsnas.predictors._prior import UNSEEN_WEIGHT, choose_weight, correlations, space_prior, standardised_sizes
+    from wsnas.predictors import _prior
 
     spaces = {}
     for s, (candidates, val_idx, every, every_g, every_y) in zip(sets, val_sets):
         every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
-        entry = space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
-                            sample_scores=every_scores, labels=len(every) if len(val_idx) else 0)  # fmt: skip
+        coef = _prior.choose_coef(_prior.arch_features(candidates, every), every_y, pred.seed) if len(val_idx) else None
+        entry = _prior.space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
+                            sample_scores=every_scores, labels=len(every) if len(val_idx) else 0,
+                            coef=coef)  # fmt: skip
         if len(val_idx):  # the validation cells' scores and sizes are those of the whole set, indexed
-            every_sizes = standardised_sizes(candidates, every, entry)
-            entry["weight"] = choose_weight(*correlations(
+            every_sizes = _prior.standardised_sizes(candidates, every, entry)
+            entry["weight"] = _prior.choose_weight(*_prior.correlations(
                 every_scores[val_idx], every_y[val_idx], every_sizes[val_idx], labelled_sizes=every_sizes,
                 labelled_targets=every_y, space_scores=every_scores, space_sizes=every_sizes,
             ))  # fmt: skip
         spaces[s["space"]] = entry
-    return {"feature": "log_params", "unseen_weight": UNSEEN_WEIGHT, "spaces": spaces}
+    return {"feature": "log_params", "unseen_weight": _prior.UNSEEN_WEIGHT, "spaces": spaces}

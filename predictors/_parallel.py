@@ -47,7 +47,7 @@ def _init(path: str, space: SearchSpace, cls: type[WeightPredictor], owner: int)
 
 
 def _score(texts: list[str], batch_size: int, with_sizes: bool) -> np.ndarray:
-    """``[K, n]`` member scores of ``texts``, and a last row of their log parameter counts ``with_sizes``."""
+    """``[K, n]`` member scores of ``texts``, and a last row of their size feature ``with_sizes``."""
     assert _WORKER is not None, "worker not initialised"
     archs = [_WORKER.space.from_string(t) for t in texts]
     sizes = np.zeros(len(archs)) if with_sizes else None

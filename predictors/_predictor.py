@@ -32,7 +32,7 @@ from wsnas.predictors._fit import FitOptions, fit_spaces, train_epoch
 from wsnas.predictors._format import FORMAT, FORMAT_VERSION
 from wsnas.predictors._parallel import WorkerPool, use_workers
 from wsnas.predictors._persist import load_as, save
-from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, log_params, standardised_sizes
+from wsnas.predictors._prior import blend, fine_tune_weight, fine_tuned_prior, size_values, standardised_sizes
 from wsnas.predictors._training import (
     Prediction,
     as_targets,
@@ -318,7 +318,7 @@ class WeightPredictor:
         if restandardised:
             self.target = {**self.target, "mean": float(y.mean()), "std": float(y.std()), "space": self.space.name}
         z = self._z(y)
-        weight = fine_tune_weight(self, arch_list, graphs, y)  # before training: the scores are out of sample
+        choice = fine_tune_weight(self, arch_list, graphs, y)  # before training: the scores are out of sample
         before = self._loss(graphs, z, regression_weight)
         bar = progress_bar(self.ensemble * epochs, "fine_tune", progress)
         step = len(self.history)
@@ -329,7 +329,7 @@ class WeightPredictor:
                 train_epoch(self, member, opt, graphs, z, rng, batch_size, regression_weight)
                 bar.update(1)
         bar.close()
-        self.prior = fine_tuned_prior(self, weight, len(arch_list))
+        self.prior = fine_tuned_prior(self, choice, len(arch_list))
         if self.layer_types is not None:
             self.layer_types = sorted({*self.layer_types, *layer_types(self.candidates, arch_list, n=16, seed=step)})
         self.history.append(
@@ -402,8 +402,12 @@ class WeightPredictor:
         self, arch_list: Sequence[Arch], batch_size: int, progress: bool = False, sizes: np.ndarray | None = None
     ) -> np.ndarray:
         """``[K, n]`` standardised scores of every member on validated architectures; ``sizes [n]``, when given,
-        is filled with their :func:`~wsnas.predictors._prior.log_params` (read from the specs just built)."""
+        is filled with their size feature (:func:`~wsnas.predictors._prior.size_values` with the prior's
+        combination for this space, read from the specs and graphs just built)."""
         from tqdm import tqdm
+
+        entry = None if self.prior is None else self.prior["spaces"].get(self.space.name)
+        coef = None if entry is None else entry.get("coef")
 
         scores = np.zeros((self.ensemble, len(arch_list)))  # [K, n]
         for m in self.members:
@@ -414,7 +418,7 @@ class WeightPredictor:
                 chunk = arch_list[i : i + batch_size]  # validated above: the private path skips a second check
                 g = self.candidates._graphs(chunk, [self.seed] * len(chunk), "cpu").to(self.device)
                 if sizes is not None:  # the chunk's specs are in the candidates' cache now
-                    sizes[i : i + batch_size] = log_params(self.candidates, chunk)
+                    sizes[i : i + batch_size] = size_values(self.candidates, chunk, coef)
                 for k, m in enumerate(self.members):
                     scores[k, i : i + batch_size] = m(g).double().cpu().numpy()
                 bar.update(len(chunk))

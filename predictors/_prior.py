@@ -7,13 +7,14 @@ predictor's score is
 
     score = mean + std * (s + w * sd * p) / (1 + w)
 
-where ``s`` is the ensemble's mean standardised score, ``p = (log numel - mu) / sigma`` is the standardised
-log parameter count of the network at the encoding width, ``sd`` the spread of ``s`` over the space (so the
-two terms count on one scale, whatever the ensemble's spread), and ``w`` the space's weight. ``mu``,
-``sigma`` and ``sd`` come from the architectures a fit was given (each trained space), else from a seeded
-sample of :data:`STATS_SAMPLE` architectures of the space (transfer, fine-tuning). The count
-at a small width ranks like the count at full width (Spearman 1.000 on the NB201 and NB101 zoos, 0.979 on
-MacroCNN's).
+where ``s`` is the ensemble's mean standardised score, ``p = (x - mu) / sigma`` is the network's standardised
+size feature at the encoding width, ``sd`` the spread of ``s`` over the space (so the two terms count on one
+scale, whatever the ensemble's spread), and ``w`` the space's weight. The size feature ``x`` is the log
+parameter count, or, where a space's labels choose it (:func:`choose_coef`), a combination ``a * log numel +
+b * depth`` with the network's depth in weight layers (:func:`layer_depth`). ``mu``, ``sigma`` and ``sd`` come
+from the architectures a fit was given (each trained space), else from a seeded sample of :data:`STATS_SAMPLE`
+architectures of the space (transfer, fine-tuning). The count at a small width ranks like the count at full
+width (Spearman 1.000 on the NB201 and NB101 zoos, 0.979 on MacroCNN's).
 
 * After :meth:`~wsnas.predictors.WeightPredictor.fit`, each trained space's ``w`` is :func:`choose_weight`'s:
   the weight that makes the blend correlate best with the target, from the ensemble's Spearman on the
@@ -31,10 +32,16 @@ MacroCNN's).
   ranks them at 0.789 zero-shot, 0.788 fine-tuned keeping its weight, 0.771 choosing again from the 25 (params
   0.782, medians). With its earlier weight (0.3, a grid search on 29 validation cells) choosing again had
   helped: 0.782 against 0.734.
+* The combination is chosen with the weight, from the same labels (a fit's labelled architectures of each
+  space, a fine-tuning's labels), and kept by a transfer to a trained space; a space never trained on has the
+  log parameter count alone (the depth's sign differs between spaces: on the faithful MacroCNN zoo shallower
+  networks train better at one size, on NB201 deeper ones).
 * A predictor written before the prior existed has none (``w = 0``): its scores do not change.
 
 The card's ``prior`` records ``{"feature": "log_params", "unseen_weight": ..., "spaces": {name: {"weight",
-"mean", "std", "score_std", "size", "seen", "chosen_on", "labels"}}}``.
+"mean", "std", "score_std", "size", "seen", "chosen_on", "labels"[, "coef"]}}}``; ``coef`` (the combination's
+``[a, b]``) is absent where the feature is the log parameter count alone (an entry written before it existed
+reads the same).
 """
 
 from __future__ import annotations
@@ -48,11 +55,12 @@ from wsnas.predictors._training import spearman
 
 if TYPE_CHECKING:
     from wsnas._arch import Arch
-    from wsnas.encoding import CandidateGraphs, ParamGraph
+    from wsnas.encoding import CandidateGraphs, GraphTemplate, ParamGraph
     from wsnas.predictors._predictor import WeightPredictor
 
 __all__ = [
-    "MAX_WEIGHT", "UNSEEN_WEIGHT", "STATS_SAMPLE", "MIN_CHOICE", "log_params", "space_prior", "standardised_sizes",
+    "MAX_WEIGHT", "UNSEEN_WEIGHT", "STATS_SAMPLE", "MIN_CHOICE", "FEATURES", "log_params", "layer_depth",
+    "arch_features", "size_values", "choose_coef", "space_prior", "standardised_sizes",
     "fine_tune_weight", "fine_tuned_prior", "choose_weight", "correlations", "blend",
     "checked_prior",
 ]  # fmt: skip
@@ -67,10 +75,102 @@ STATS_SAMPLE = 64
 MIN_CHOICE = 10
 
 
+#: the costless architecture statistics the size feature combines: the log parameter count and the depth
+FEATURES = ("log_params", "depth")
+#: the combination of a space whose labels chose none: the log parameter count alone
+PARAMS_ONLY = (1.0, 0.0)
+#: folds of the cross-validation that decides whether the depth joins the parameter count
+COEF_FOLDS = 5
+
+
 def log_params(candidates: CandidateGraphs, archs: Sequence[Arch]) -> np.ndarray:
     """``[n]`` float64: the log parameter count of each network at ``candidates.size`` (no network is run;
     the weight spec is the one the encoding builds and caches anyway)."""
     return np.log(np.asarray([max(candidates.entry(a)[0].numel, 1) for a in archs], dtype=np.float64))
+
+
+def layer_depth(template: GraphTemplate) -> int:
+    """The most Conv2d/Linear layers on one path from an input to an output of a network's parameter graph
+    (its longest path, counting only weight layers' edges; the graph is acyclic). Computed by relaxing every
+    edge until no node's depth grows: about 0.3-0.8 ms a network at the encoding widths."""
+    from wsnas.encoding import EDGE_TYPES
+
+    src, dst = (template.edge_index[i].long().numpy() for i in (0, 1))
+    weighted = np.isin(template.edge_type.long().numpy(), [EDGE_TYPES.index("conv"), EDGE_TYPES.index("linear")])
+    step = weighted.astype(np.int64)
+    depth = np.zeros(template.num_nodes, dtype=np.int64)
+    for _ in range(template.num_nodes + 1):
+        grown = depth.copy()
+        np.maximum.at(grown, dst, depth[src] + step)
+        if np.array_equal(grown, depth):
+            break
+        depth = grown
+    return int(depth.max(initial=0))
+
+
+def arch_features(candidates: CandidateGraphs, archs: Sequence[Arch]) -> np.ndarray:
+    """``[n, 2]`` float64: each network's :data:`FEATURES` (log parameter count, :func:`layer_depth`) at
+    ``candidates.size``."""
+    depth = np.asarray([layer_depth(candidates.entry(a)[1]) for a in archs], dtype=np.float64)
+    return np.column_stack([log_params(candidates, archs), depth]) if len(archs) else np.zeros((0, 2))
+
+
+def size_values(candidates: CandidateGraphs, archs: Sequence[Arch], coef: Sequence[float] | None) -> np.ndarray:
+    """``[n]``: the size feature before standardising, ``coef[0] * log params + coef[1] * depth``
+    (``coef`` ``None``: :data:`PARAMS_ONLY`; the depth is only computed when its coefficient is not 0)."""
+    c = PARAMS_ONLY if coef is None else tuple(float(v) for v in coef)
+    values = c[0] * log_params(candidates, archs)
+    if c[1]:
+        values = values + c[1] * np.asarray([layer_depth(candidates.entry(a)[1]) for a in archs], dtype=np.float64)
+    return values
+
+
+def _regression(features: np.ndarray, targets: np.ndarray) -> tuple[float, float] | None:
+    """The coefficients of :data:`FEATURES` whose combination correlates best with ``targets`` (the
+    standardised regression on their Spearman correlations, back on the features' own scale); ``None`` when
+    a feature is constant or the two move as one."""
+    from scipy.stats import rankdata
+
+    scale = features.std(0)
+    if len(targets) < 3 or not (scale > 0).all():
+        return None
+    ranks = np.column_stack([rankdata(f) for f in features.T])
+    both = float(np.corrcoef(ranks, rowvar=False)[0, 1])
+    r = np.asarray([spearman(f, targets) for f in features.T])
+    if not (np.isfinite(both) and np.isfinite(r).all()) or abs(both) > 0.99:
+        return None
+    beta = np.linalg.solve(np.asarray([[1.0, both], [both, 1.0]]), r)
+    total = float(np.abs(beta).sum())
+    if total == 0:
+        return None
+    return float(beta[0] / total / scale[0]), float(beta[1] / total / scale[1])
+
+
+def choose_coef(features: np.ndarray, targets: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """How the size feature combines a space's :data:`FEATURES` ``[n, 2]``, from ``n`` labelled architectures'
+    ``targets [n]``: the regression on both (:func:`_regression`) when its :data:`COEF_FOLDS`-fold
+    cross-validated Spearman (folds drawn with ``seed``) beats the parameter count's on the same labels, else
+    :data:`PARAMS_ONLY`; :data:`PARAMS_ONLY` under :data:`MIN_CHOICE` labels too.
+
+    Within a space the depth can count either way: on the faithful MacroCNN zoo (3 epochs at 16x16) shallower
+    networks train better at the same size (Spearman of the depth with the accuracy -0.48, of the log
+    parameter count 0.10), on NB201 deeper ones (0.52). The labels say which, and the cross-validation keeps
+    a combination only where it ranks held-out labels better than the count alone."""
+    features, targets = np.asarray(features, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    n = len(targets)
+    if n < MIN_CHOICE or _regression(features, targets) is None:
+        return PARAMS_ONLY
+    folds = np.array_split(np.random.default_rng(seed).permutation(n), min(COEF_FOLDS, n // 2))
+    held = np.full(n, np.nan)
+    for fold in folds:
+        rest = np.setdiff1d(np.arange(n), fold)
+        c = _regression(features[rest], targets[rest])
+        if c is None:
+            return PARAMS_ONLY
+        held[fold] = features[fold] @ np.asarray(c)
+    if not spearman(held, targets) > spearman(features[:, 0], targets):
+        return PARAMS_ONLY
+    return _regression(features, targets) or PARAMS_ONLY
 
 
 def space_prior(
@@ -84,13 +184,16 @@ def space_prior(
     sample: tuple[Sequence[Arch], list[ParamGraph]] | None = None,
     sample_scores: np.ndarray | None = None,
     labels: int = 0,
+    coef: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight``, the mean and std of the log
     parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` (or of
     ``sample``'s architectures, with their graphs: a fit's data) and the std of ``pred``'s ensemble mean
     standardised score over them. ``scores_only``: an entry whose count statistics are kept (the ensemble
     changed, the width did not). ``sample_scores``: the ensemble's mean scores over ``sample``'s graphs, when
-    the caller has them. ``labels``: how many labels the weight was chosen from (0: none, a default)."""
+    the caller has them. ``labels``: how many labels the weight was chosen from (0: none, a default).
+    ``coef``: how the size feature combines the :data:`FEATURES` (:func:`choose_coef`; ``None``: the log
+    parameter count alone), recorded in the entry unless it is that."""
     from wsnas.predictors._training import space_graphs
     from wsnas.training import sample_distinct
 
@@ -106,9 +209,11 @@ def space_prior(
     score_std = float(np.asarray(sample_scores).std())
     entry = {"weight": float(weight), "score_std": score_std if score_std > 0 else 1.0, "size": dict(candidates.size),
              "seen": seen, "chosen_on": chosen_on, "labels": int(labels)}  # fmt: skip
+    if coef is not None and tuple(float(c) for c in coef) != PARAMS_ONLY:
+        entry["coef"] = [float(c) for c in coef]
     if scores_only is not None:
         return {**entry, "mean": scores_only["mean"], "std": scores_only["std"]}
-    values = log_params(candidates, archs)
+    values = size_values(candidates, archs, entry.get("coef"))
     std = float(values.std())
     return {**entry, "mean": float(values.mean()), "std": std if std > 0 else 1.0}
 
@@ -116,9 +221,10 @@ def space_prior(
 def standardised_sizes(
     candidates: CandidateGraphs, archs: Sequence[Arch], entry: dict[str, Any], *, logs: np.ndarray | None = None
 ) -> np.ndarray:
-    """``[n]``: ``p``, the log parameter counts standardised by ``entry`` (``logs [n]``: the counts' logs
-    when the caller has them, :func:`log_params` of ``archs`` otherwise)."""
-    return ((log_params(candidates, archs) if logs is None else logs) - entry["mean"]) / entry["std"]
+    """``[n]``: ``p``, the size feature (:func:`size_values` with the entry's ``coef``) standardised by ``entry``
+    (``logs [n]``: those values when the caller has them)."""
+    values = size_values(candidates, archs, entry.get("coef")) if logs is None else logs
+    return (values - entry["mean"]) / entry["std"]
 
 
 def choose_weight(r_scores: float, r_sizes: float, r_both: float) -> float:
@@ -179,30 +285,42 @@ def blend(scores: np.ndarray, p: np.ndarray, entry: dict[str, Any] | None) -> np
     return (scores + w * entry["score_std"] * p) / (1.0 + w)
 
 
-def fine_tune_weight(pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray) -> float | None:
-    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight its labels choose
-    (:func:`choose_weight` on their correlations, the scores the ensemble gives them now) when they are at least
-    :data:`MIN_CHOICE` and more than the weight was chosen from (the entry's ``labels``); ``None``: the weight
-    stays."""
+def fine_tune_weight(
+    pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray
+) -> tuple[float, tuple[float, float]] | None:
+    """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight and size-feature combination
+    its labels choose (:func:`choose_coef` on their features, then :func:`choose_weight` on their correlations,
+    the scores the ensemble gives them now) when they are at least :data:`MIN_CHOICE` and more than the weight
+    was chosen from (the entry's ``labels``); ``None``: both stay."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
     if entry is None or len(archs) < MIN_CHOICE or len(archs) <= int(entry.get("labels", 0)):
         return None
+    features = arch_features(pred.candidates, archs)
+    coef = choose_coef(features, targets, pred.seed)
+    values = features @ np.asarray(coef)
     scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
-    return choose_weight(*correlations(scores, targets, standardised_sizes(pred.candidates, archs, entry)))
+    return choose_weight(*correlations(scores, targets, values)), coef
 
 
-def fine_tuned_prior(pred: WeightPredictor, weight: float | None, labels: int) -> dict[str, Any] | None:
+def fine_tuned_prior(
+    pred: WeightPredictor, choice: tuple[float, tuple[float, float]] | None, labels: int
+) -> dict[str, Any] | None:
     """After :meth:`~wsnas.predictors.WeightPredictor.fine_tune` on ``labels`` labels: the prior with the space's
-    entry given, unless ``weight`` is ``None``, that weight (chosen from those labels) and, when the weight is
-    not 0, the new ensemble's score spread."""
+    entry given, unless ``choice`` is ``None``, the weight and combination chosen from those labels; when the
+    weight is not 0, the new ensemble's score spread (and, for a new combination, the feature's statistics)."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
     if entry is None:
         return pred.prior
-    how = entry.get("chosen_on", "validation") if weight is None else "fine_tune"
-    w = entry["weight"] if weight is None else weight
-    n = int(entry.get("labels", 0)) if weight is None else labels
-    if w:
-        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry, labels=n)
+    how = entry.get("chosen_on", "validation") if choice is None else "fine_tune"
+    w = entry["weight"] if choice is None else choice[0]
+    old = tuple(entry.get("coef", PARAMS_ONLY))
+    coef = old if choice is None else tuple(choice[1])
+    n = int(entry.get("labels", 0)) if choice is None else labels
+    if coef != old:  # a new combination: its statistics over a sample of the space
+        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, labels=n, coef=coef)
+    elif w:
+        new = space_prior(pred, pred.candidates, w, seen=entry["seen"], chosen_on=how, scores_only=entry, labels=n,
+                          coef=coef)  # fmt: skip
     else:  # the blend is off: its spread is not used
         new = {**entry, "weight": 0.0, "chosen_on": how, "labels": n}
     return {**pred.prior, "spaces": {**pred.prior["spaces"], pred.space.name: new}}
@@ -232,7 +350,14 @@ def checked_prior(prior: Any) -> dict[str, Any] | None:
         labels = entry.get("labels", 0)
         if isinstance(labels, bool) or not isinstance(labels, int) or labels < 0:
             raise ValueError(f"'prior' of space {name!r}: 'labels' must be an int >= 0, got {labels!r}")
-        spaces[str(name)] = {**entry, "weight": w, "mean": mean, "std": std, "score_std": sd, "labels": labels}
+        checked = {**entry, "weight": w, "mean": mean, "std": std, "score_std": sd, "labels": labels}
+        if "coef" in entry:
+            coef = entry["coef"]
+            if not (isinstance(coef, list) and len(coef) == len(FEATURES)
+                    and all(isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in coef)):
+                raise ValueError(f"'prior' of space {name!r}: 'coef' must be two finite numbers, got {coef}")
+            checked["coef"] = [float(c) for c in coef]
+        spaces[str(name)] = checked
     unseen = float(prior.get("unseen_weight", UNSEEN_WEIGHT))
     if not (np.isfinite(unseen) and unseen >= 0):
         raise ValueError(f"'prior' unseen_weight must be a finite number >= 0, got {unseen}")

@@ -232,9 +232,9 @@ def adapt_unseen(pred: WeightPredictor, seen: Sequence[str], used: Sequence[str]
 
 def transferred_prior(pred: WeightPredictor, new: WeightPredictor, *, refresh: bool = False) -> dict[str, Any] | None:
     """``pred``'s size prior carried to ``new`` (bound to another space or width): a trained space keeps its
-    weight, a space never trained on gets the prior's ``unseen_weight``; the statistics are recomputed at
-    ``new``'s width unless it is the one they were taken at and not ``refresh`` (adapted members). ``None``
-    stays ``None`` (no prior)."""
+    weight and size feature, a space never trained on gets the prior's ``unseen_weight`` (and the count
+    alone); the statistics are recomputed at ``new``'s width unless it is the one they were taken at and not
+    ``refresh`` (adapted members). ``None`` stays ``None`` (no prior)."""
     from wsnas.predictors._prior import space_prior
 
     if pred.prior is None:
@@ -245,7 +245,7 @@ def transferred_prior(pred: WeightPredictor, new: WeightPredictor, *, refresh: b
         weight, seen = (old["weight"], old.get("seen", True)) if old else (prior["unseen_weight"], False)
         how, labels = (old.get("chosen_on", "validation"), old.get("labels", 0)) if old else ("default", 0)
         prior["spaces"][new.space.name] = space_prior(new, new.candidates, weight, seen=seen, chosen_on=how,
-                                                      labels=labels)  # fmt: skip
+                                                      labels=labels, coef=(old or {}).get("coef"))  # fmt: skip
     return prior
 
 

@@ -17,11 +17,17 @@ from wsnas.predictors import EncoderConfig, WeightPredictor, load, spearman
 from wsnas.predictors._prior import (
     MAX_WEIGHT,
     MIN_CHOICE,
+    PARAMS_ONLY,
     UNSEEN_WEIGHT,
+    arch_features,
     blend,
+    checked_prior,
+    choose_coef,
     choose_weight,
     correlations,
+    layer_depth,
     log_params,
+    standardised_sizes,
 )
 from wsnas.search_spaces import get_space
 from wsnas.training import sample_distinct
@@ -95,9 +101,11 @@ def test_a_size_driven_target_gets_a_weight_and_predict_blends_by_it(data) -> No
 
 def test_the_prior_survives_a_file_and_a_predictor_without_one_is_unchanged(data, tmp_path) -> None:
     archs, sizes = data
-    pred = _fit(archs, -sizes)  # smaller is better here: the blend must not help, the weight stays 0
-    assert pred.prior["spaces"]["nb201"]["weight"] == 0.0
-    np.testing.assert_array_equal(blend(np.ones(3), np.arange(3.0), pred.prior["spaces"]["nb201"]), np.ones(3))
+    pred = _fit(archs, -sizes)  # smaller is better here: the labels turn the count around
+    entry = pred.prior["spaces"]["nb201"]
+    assert entry["coef"][0] < 0 and entry["weight"] > 0
+    assert spearman(pred.predict(archs).score, -sizes) > spearman(pred._member_scores(archs, 64).mean(0), -sizes)
+    np.testing.assert_array_equal(blend(np.ones(3), np.arange(3.0), {**entry, "weight": 0.0}), np.ones(3))
     sized = _fit(archs, sizes)
     back = load(sized.save(tmp_path / "p.safetensors"))
     assert back.prior == sized.prior
@@ -163,4 +171,72 @@ def test_fine_tuning_chooses_the_weight_from_out_of_sample_scores_when_it_has_mo
     assert other.prior["spaces"]["nb101"]["weight"] == MAX_WEIGHT and other.prior["spaces"]["nb101"]["labels"] == 24
     q = log_params(other.candidates, more)
     other.fine_tune(more, -q, epochs=1)  # more labels (30): chosen again, and smaller is better now
-    assert other.prior["spaces"]["nb101"]["weight"] == 0.0 and other.prior["spaces"]["nb101"]["labels"] == 30
+    turned = other.prior["spaces"]["nb101"]
+    assert turned["labels"] == 30 and turned["coef"][0] < 0 and turned["weight"] > 0
+    assert spearman(other.predict(more).score, -q) > spearman(other._member_scores(more, 64).mean(0), -q)
+
+
+@pytest.mark.parametrize(
+    ("cell", "depth"),
+    [
+        ("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|", 6),  # stem, 2 x 2, classifier
+        ("|avg_pool_3x3~0|+|none~0|avg_pool_3x3~1|+|none~0|none~1|avg_pool_3x3~2|", 6),  # pooling has no weights
+        ("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|", 9),  # one conv in each of 3 cells
+        ("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|none~0|none~1|nor_conv_3x3~2|", 15),  # a chain of three
+        ("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|", 15),  # longest
+    ],
+)
+def test_layer_depth_counts_weight_layers_on_the_longest_path(cell, depth) -> None:
+    candidates = WeightPredictor(SPACE, size={"C": 2, "N": 1}).candidates
+    arch = SPACE.from_string(cell)
+    assert layer_depth(candidates.entry(arch)[1]) == depth
+    assert arch_features(candidates, [arch]).tolist() == [[log_params(candidates, [arch])[0], depth]]
+
+
+def test_choose_coef_keeps_the_count_unless_the_depth_ranks_held_out_labels_better() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2))
+    c = choose_coef(x, x[:, 0] - x[:, 1])  # deeper is worse at one size: both count, the depth negatively
+    assert c[0] > 0 > c[1] and abs(c[0] + c[1]) < 0.1
+    assert choose_coef(x, x[:, 0]) == PARAMS_ONLY  # the count alone ranks perfectly: nothing to add
+    assert choose_coef(x, -x[:, 0])[0] < 0  # smaller is better: the labels turn the count around
+    assert choose_coef(x[:9], x[:9, 0] - x[:9, 1]) == PARAMS_ONLY  # fewer than MIN_CHOICE labels
+    flat = np.column_stack([x[:, 0], np.full(200, 4.0)])
+    assert choose_coef(flat, x[:, 0] - x[:, 1]) == PARAMS_ONLY  # one depth for all: nothing to combine
+    assert choose_coef(x, x[:, 0] - x[:, 1], seed=5) == c or choose_coef(x, x[:, 0] - x[:, 1], seed=5)[1] < 0
+
+
+def test_a_depth_driven_target_combines_the_features_and_every_path_keeps_the_combination(data, tmp_path) -> None:
+    archs, _ = data
+    pred = WeightPredictor(SPACE, encoder=SMALL, ensemble=2, seed=3, size={"C": 2, "N": 1})
+    features = arch_features(pred.candidates, archs)
+    y = features[:, 0] / features[:, 0].std() - features[:, 1] / features[:, 1].std()  # shallow and big is best
+    pred.fit(archs, y, epochs=2, batch_size=8, progress=False)
+    entry = pred.prior["spaces"]["nb201"]
+    a, b = entry["coef"]
+    assert a > 0 > b and entry["weight"] > 0
+    x = features @ np.asarray([a, b])
+    np.testing.assert_allclose(standardised_sizes(pred.candidates, archs, entry), (x - entry["mean"]) / entry["std"])
+    expected = blend(pred._member_scores(archs, 64), (x - entry["mean"]) / entry["std"], entry)
+    np.testing.assert_allclose(pred.predict(archs).score, pred.target["mean"] + pred.target["std"] * expected.mean(0))
+    assert spearman(pred.predict(archs).score, y) > spearman(pred._member_scores(archs, 64).mean(0), y)
+    back = load(pred.save(tmp_path / "depth.safetensors"))
+    assert back.prior == pred.prior
+    np.testing.assert_array_equal(back.predict(archs[:9]).score, pred.predict(archs[:9]).score)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = pred.transfer("nb101")
+    assert "coef" not in other.prior["spaces"]["nb101"]  # a space never trained on: the count alone
+    wider = pred.transfer(SPACE, size={"C": 4, "N": 1})
+    assert wider.prior["spaces"]["nb201"]["coef"] == [a, b]  # its own space at another width keeps it
+    more = sample_distinct(SPACE, len(archs) + 20, 9)
+    pred.fine_tune(more, log_params(pred.candidates, more), epochs=1)  # more labels; the count alone says it all
+    assert "coef" not in pred.prior["spaces"]["nb201"] and pred.prior["spaces"]["nb201"]["chosen_on"] == "fine_tune"
+
+
+@pytest.mark.parametrize("coef", [[1.0], [1.0, float("nan")], "1,0", [True, 0.0]])
+def test_a_bad_combination_in_a_card_is_refused(data, coef) -> None:
+    archs, sizes = data
+    prior = _fit(archs, sizes).prior
+    with pytest.raises(ValueError, match="'coef' must be two finite numbers"):
+        checked_prior({**prior, "spaces": {"nb201": {**prior["spaces"]["nb201"], "coef": coef}}})
