@@ -268,12 +268,15 @@ class WeightPredictor:
                    progress=progress, checkpoint=checkpoint, size_prior=size_prior)  # fmt: skip
         return self
 
-    def _loss(self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float) -> float:
-        """Mean over members of the full-set loss (ranking over all pairs + weighted MSE)."""
+    def _loss(
+        self, graphs: list[ParamGraph], z: torch.Tensor, regression_weight: float, scores: np.ndarray | None = None
+    ) -> float:
+        """Mean over members of the full-set loss (ranking over all pairs + weighted MSE); ``scores [K, n]``:
+        the members' raw scores of ``graphs`` when the caller has them."""
         total = 0.0
-        for member in self.members:
-            s = torch.as_tensor(self._raw_scores(member, graphs), dtype=torch.float32)
-            total += float(ranking_loss(s, z, regression_weight))
+        for k, member in enumerate(self.members):
+            raw = self._raw_scores(member, graphs) if scores is None else scores[k]
+            total += float(ranking_loss(torch.as_tensor(raw, dtype=torch.float32), z, regression_weight))
         return total / len(self.members)
 
     def loss(
@@ -318,8 +321,9 @@ class WeightPredictor:
         if restandardised:
             self.target = {**self.target, "mean": float(y.mean()), "std": float(y.std()), "space": self.space.name}
         z = self._z(y)
-        choice = fine_tune_weight(self, arch_list, graphs, y)  # before training: the scores are out of sample
-        before = self._loss(graphs, z, regression_weight)
+        scores = np.stack([self._raw_scores(m, graphs) for m in self.members])  # [K, n], before training
+        choice = fine_tune_weight(self, arch_list, scores.mean(0), y)  # out of sample when the labels are new
+        before = self._loss(graphs, z, regression_weight, scores=scores)
         bar = progress_bar(self.ensemble * epochs, "fine_tune", progress)
         step = len(self.history)
         for i, member in enumerate(self.members):

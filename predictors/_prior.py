@@ -286,19 +286,18 @@ def blend(scores: np.ndarray, p: np.ndarray, entry: dict[str, Any] | None) -> np
 
 
 def fine_tune_weight(
-    pred: WeightPredictor, archs: Sequence[Arch], graphs: list, targets: np.ndarray
+    pred: WeightPredictor, archs: Sequence[Arch], scores: np.ndarray, targets: np.ndarray
 ) -> tuple[float, tuple[float, float]] | None:
     """Before :meth:`~wsnas.predictors.WeightPredictor.fine_tune` trains: the weight and size-feature combination
     its labels choose (:func:`choose_coef` on their features, then :func:`choose_weight` on their correlations,
-    the scores the ensemble gives them now) when they are at least :data:`MIN_CHOICE` and more than the weight
-    was chosen from (the entry's ``labels``); ``None``: both stay."""
+    with ``scores [n]``, the ensemble's mean raw scores of ``archs`` now) when they are at least
+    :data:`MIN_CHOICE` and more than the weight was chosen from (the entry's ``labels``); ``None``: both stay."""
     entry = None if pred.prior is None else pred.prior["spaces"].get(pred.space.name)
     if entry is None or len(archs) < MIN_CHOICE or len(archs) <= int(entry.get("labels", 0)):
         return None
     features = arch_features(pred.candidates, archs)
     coef = choose_coef(features, targets, pred.seed)
     values = features @ np.asarray(coef)
-    scores = np.mean([pred._raw_scores(m, graphs) for m in pred.members], 0)
     return choose_weight(*correlations(scores, targets, values)), coef
 
 
