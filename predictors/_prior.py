@@ -28,10 +28,10 @@ width (Spearman 1.000 on the NB201 and NB101 zoos, 0.979 on MacroCNN's).
   weight was chosen from (the entry's ``labels``: a fit's labelled architectures of the space, 0 for the
   unseen default), chooses ``w`` again on them, from the scores the ensemble gave them before it trained on
   them (out of sample when the labels are new to it). Measured on the NB101 zoo's held-out half, 25 of its cells
-  (5 draws) and the other 130 scored: the shipped multi-space predictor (``w`` 1.32 from its fit's 145 labels)
-  ranks them at 0.789 zero-shot, 0.788 fine-tuned keeping its weight, 0.771 choosing again from the 25 (params
-  0.782, medians). With its earlier weight (0.3, a grid search on 29 validation cells) choosing again had
-  helped: 0.782 against 0.734.
+  (5 draws) and the other 130 scored: the shipped multi-space predictor (``w`` 1.16 from its fit's 145 labels)
+  ranks them at 0.781 zero-shot, 0.788 fine-tuned keeping its weight, 0.768 choosing again from the 25 (params
+  0.782, medians); on MacroCNN's (two-seed labels) 0.775, 0.774 and 0.797 (params 0.032). With an earlier
+  weight (0.3, a grid search on 29 validation cells) choosing again had helped on NB101: 0.782 against 0.734.
 * The combination is chosen with the weight, from the same labels (a fit's labelled architectures of each
   space, a fine-tuning's labels), and kept by a transfer to a trained space; a space never trained on has the
   log parameter count alone (the depth's sign differs between spaces: on the faithful MacroCNN zoo shallower
