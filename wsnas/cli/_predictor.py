@@ -168,9 +168,9 @@ def train_cmd(
     (or a crash) the same command resumes from it and writes the predictor an unstopped run writes. The
     file is removed once OUT is written.
 
-    Scores blend the ensemble with each network's parameter count by a weight per space chosen from its
-    labels (the ensemble's validation Spearman, the count's on every label; 0: the ensemble alone);
-    --no-size-prior leaves the prior out.
+    Scores blend the ensemble with each network's parameter count (combined with its depth where a space's
+    labels choose it) by a weight per space chosen from its labels (the ensemble's validation Spearman, the
+    count's on every label; 0: the ensemble alone); --no-size-prior leaves the prior out.
     """
 
     with one_line_errors():
@@ -223,7 +223,8 @@ def train_cmd(
                    f"({entry['n'] - entry['n_val']} train, {entry['n_val']} validation, "
                    f"width {entry['size']})")  # fmt: skip
     if pred.prior is not None:
-        weights = ", ".join(f"{name} {e['weight']:g}" for name, e in pred.prior["spaces"].items())
+        weights = ", ".join(f"{name} {e['weight']:g}" + (" (log params and depth)" if "coef" in e else "")
+                            for name, e in pred.prior["spaces"].items())  # fmt: skip
         click.echo(f"size prior weight: {weights}")
     how = ", from the pretrained encoder" if pretrained_path is not None else ""
     click.echo(f"saved {pred.space.name} predictor ({pred.ensemble} encoders{how}) to {out}")
