@@ -258,12 +258,14 @@ def fit_prior(
     spaces = {}
     for s, (candidates, val_idx, every, every_g, every_y) in zip(sets, val_sets):
         every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
-        coef = _prior.choose_coef(_prior.arch_features(candidates, every), every_y, pred.seed) if len(val_idx) else None
+        features = _prior.arch_features(candidates, every)  # [n, 2], read once for the choice and the statistics
+        coef = _prior.choose_coef(features, every_y, pred.seed) if len(val_idx) else _prior.PARAMS_ONLY
+        values = features @ np.asarray(coef)
         entry = _prior.space_prior(pred, candidates, 0.0, seen=True, chosen_on="validation", sample=(every, every_g),
-                            sample_scores=every_scores, labels=len(every) if len(val_idx) else 0,
-                            coef=coef)  # fmt: skip
+                                   sample_scores=every_scores, labels=len(every) if len(val_idx) else 0, coef=coef,
+                                   sample_values=values)  # fmt: skip
         if len(val_idx):  # the validation cells' scores and sizes are those of the whole set, indexed
-            every_sizes = _prior.standardised_sizes(candidates, every, entry)
+            every_sizes = _prior.standardised_sizes(candidates, every, entry, logs=values)
             entry["weight"] = _prior.choose_weight(*_prior.correlations(
                 every_scores[val_idx], every_y[val_idx], every_sizes[val_idx], labelled_sizes=every_sizes,
                 labelled_targets=every_y, space_scores=every_scores, space_sizes=every_sizes,

@@ -119,10 +119,9 @@ def size_values(candidates: CandidateGraphs, archs: Sequence[Arch], coef: Sequen
     """``[n]``: the size feature before standardising, ``coef[0] * log params + coef[1] * depth``
     (``coef`` ``None``: :data:`PARAMS_ONLY`; the depth is only computed when its coefficient is not 0)."""
     c = PARAMS_ONLY if coef is None else tuple(float(v) for v in coef)
-    values = c[0] * log_params(candidates, archs)
     if c[1]:
-        values = values + c[1] * np.asarray([layer_depth(candidates.entry(a)[1]) for a in archs], dtype=np.float64)
-    return values
+        return arch_features(candidates, archs) @ np.asarray(c)
+    return c[0] * log_params(candidates, archs)
 
 
 def _regression(features: np.ndarray, targets: np.ndarray) -> tuple[float, float] | None:
@@ -164,7 +163,8 @@ def choose_coef(features: np.ndarray, targets: np.ndarray, seed: int = 0) -> tup
     a combination only where it ranks held-out labels better than the count alone."""
     features, targets = np.asarray(features, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     n = len(targets)
-    if n < MIN_CHOICE or _regression(features, targets) is None:
+    full = _regression(features, targets) if n >= MIN_CHOICE else None
+    if full is None:
         return PARAMS_ONLY
     folds = np.array_split(np.random.default_rng(seed).permutation(n), min(COEF_FOLDS, n // 2))
     held = np.full(n, np.nan)
@@ -177,7 +177,7 @@ def choose_coef(features: np.ndarray, targets: np.ndarray, seed: int = 0) -> tup
         held[fold] = (features[fold] @ np.asarray(c) - fitted.mean()) / (fitted.std() or 1.0)
     if not spearman(held, targets) > spearman(features[:, 0], targets) + 1.0 / np.sqrt(n):
         return PARAMS_ONLY
-    return _regression(features, targets) or PARAMS_ONLY
+    return full
 
 
 def space_prior(
@@ -192,6 +192,7 @@ def space_prior(
     sample_scores: np.ndarray | None = None,
     labels: int = 0,
     coef: Sequence[float] | None = None,
+    sample_values: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The prior entry of ``candidates.space`` at ``candidates.size``: ``weight``, the mean and std of the log
     parameter counts of :data:`STATS_SAMPLE` distinct architectures drawn with ``pred.seed`` (or of
@@ -200,7 +201,8 @@ def space_prior(
     changed, the width did not). ``sample_scores``: the ensemble's mean scores over ``sample``'s graphs, when
     the caller has them. ``labels``: how many labels the weight was chosen from (0: none, a default).
     ``coef``: how the size feature combines the :data:`FEATURES` (:func:`choose_coef`; ``None``: the log
-    parameter count alone), recorded in the entry unless it is that."""
+    parameter count alone), recorded in the entry unless it is that. ``sample_values``: the size feature of
+    ``sample``'s architectures (:func:`size_values` with ``coef``), when the caller has them."""
     from wsnas.predictors._training import space_graphs
     from wsnas.training import sample_distinct
 
@@ -220,7 +222,7 @@ def space_prior(
         entry["coef"] = [float(c) for c in coef]
     if scores_only is not None:
         return {**entry, "mean": scores_only["mean"], "std": scores_only["std"]}
-    values = size_values(candidates, archs, entry.get("coef"))
+    values = size_values(candidates, archs, entry.get("coef")) if sample_values is None else sample_values
     std = float(values.std())
     return {**entry, "mean": float(values.mean()), "std": std if std > 0 else 1.0}
 
