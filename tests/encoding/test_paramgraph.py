@@ -403,3 +403,43 @@ def test_skip_reset_parameters_changes_nothing_but_the_init() -> None:
     torch.manual_seed(0)
     layer = nn.Linear(4, 4)  # initialised again as PyTorch does it
     assert float(layer.weight.detach().abs().sum()) > 0
+
+
+def test_skip_reset_parameters_is_per_thread_and_restored_whatever_the_order() -> None:
+    """Two threads inside the block at once, leaving in the order they did not enter: another thread's layers
+    are initialised meanwhile, and PyTorch's init is back once both have left (a search and a ``join`` in two
+    threads once left it patched for good)."""
+    import threading
+
+    from wsnas.encoding import skip_reset_parameters
+
+    before = {cls: cls.__dict__["reset_parameters"] for cls in (nn.Linear, nn.Conv2d.__mro__[1])}
+    first_in, second_in, first_may_leave, first_left = (threading.Event() for _ in range(4))
+
+    def first() -> None:
+        with skip_reset_parameters():
+            first_in.set()
+            first_may_leave.wait(10)
+        first_left.set()
+
+    t = threading.Thread(target=first)
+    t.start()
+    first_in.wait(10)
+    with skip_reset_parameters():  # the main thread enters second and leaves last
+        second_in.set()
+        skipped = nn.Linear(64, 64)
+        other: list[nn.Linear] = []
+        worker = threading.Thread(target=lambda: other.append(nn.Linear(64, 64)))
+        worker.start()
+        worker.join()
+        first_may_leave.set()
+        first_left.wait(10)
+    t.join()
+    torch.manual_seed(0)
+    expected = nn.Linear(64, 64)
+    torch.manual_seed(0)
+    assert torch.equal(nn.Linear(64, 64).weight, expected.weight)  # the init runs again after the blocks
+    assert {cls: cls.__dict__["reset_parameters"] for cls in before} == before
+    assert float(other[0].weight.detach().abs().sum()) > 0 and torch.isfinite(other[0].weight).all()
+    assert other[0].weight.detach().abs().max() <= 1 / 8  # a thread outside the block got PyTorch's init
+    assert skipped.weight.shape == (64, 64)

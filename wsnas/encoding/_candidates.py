@@ -12,6 +12,7 @@ size, when the batch mixes them).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -153,37 +154,64 @@ class CandidateGraphs:
         return batch_graphs(parts)
 
 
+#: the threads inside :func:`skip_reset_parameters` (a depth each) and the layers' own ``reset_parameters`` while
+#: any thread is inside (the patch is shared by the process; whether it skips is each thread's own)
+_SKIPPING = threading.local()
+_PATCH_LOCK = threading.Lock()
+_PATCH: dict[str, Any] = {"users": 0, "saved": {}}
+
+
 @contextmanager
 def skip_reset_parameters() -> Iterator[None]:
-    """Within the block, ``reset_parameters`` of PyTorch's parametrised layers does nothing.
+    """Within the block, ``reset_parameters`` of PyTorch's parametrised layers does nothing in this thread.
 
     A network built for encoding gets generated weights, so the random initialisation that every
     ``Conv2d``/``Linear``/``BatchNorm`` runs in its constructor is wasted work (about a quarter of an NB201
     C=8 N=1 build: 5.2-5.5 vs 6.7-7.2 ms per network, measured on one thread). Parameters are left
-    uninitialised (``torch.empty``); use them only after loading weights. Not thread-safe: the classes
-    are patched for the duration of the block.
+    uninitialised (``torch.empty``); use them only after loading weights.
+
+    The classes are patched while any thread is inside a block (the first to enter patches, the last to leave
+    restores the originals), and the patch skips only in threads inside one: a search and a ``join`` in two
+    threads of one process (each counting parameters this way) once left the patch in place for good, so
+    every network built after was uninitialised.
     """
     import torch.nn as nn
 
-    classes = {
-        base
-        for cls in (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.LayerNorm,
-                    nn.GroupNorm, nn.Embedding)
-        for base in cls.__mro__
-        if "reset_parameters" in base.__dict__
-    }  # fmt: skip
-    saved = {cls: cls.__dict__["reset_parameters"] for cls in classes}
+    with _PATCH_LOCK:
+        if _PATCH["users"] == 0:
+            classes = {
+                base
+                for cls in (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase,
+                            nn.LayerNorm, nn.GroupNorm, nn.Embedding)
+                for base in cls.__mro__
+                if "reset_parameters" in base.__dict__
+            }  # fmt: skip
+            _PATCH["saved"] = {cls: cls.__dict__["reset_parameters"] for cls in classes}
+            for cls, original in _PATCH["saved"].items():
+                cls.reset_parameters = _skippable(original)
+        _PATCH["users"] += 1
+    _SKIPPING.depth = getattr(_SKIPPING, "depth", 0) + 1
     try:
-        for cls in classes:
-            cls.reset_parameters = _no_reset
         yield
     finally:
-        for cls, fn in saved.items():
-            cls.reset_parameters = fn
+        _SKIPPING.depth -= 1
+        with _PATCH_LOCK:
+            _PATCH["users"] -= 1
+            if _PATCH["users"] == 0:
+                for cls, original in _PATCH["saved"].items():
+                    cls.reset_parameters = original
+                _PATCH["saved"] = {}
 
 
-def _no_reset(self: object) -> None:
-    return None
+def _skippable(original: Any) -> Any:
+    """``original`` (a layer's ``reset_parameters``), skipped in a thread inside :func:`skip_reset_parameters`."""
+
+    def reset_parameters(self: object, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_SKIPPING, "depth", 0):
+            return None
+        return original(self, *args, **kwargs)
+
+    return reset_parameters
 
 
 def kernel_runs(templates: Sequence[GraphTemplate]) -> list[tuple[int, int]]:
