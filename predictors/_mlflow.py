@@ -4,6 +4,10 @@
 >>> mlflow.pyfunc.load_model("models:/nb201-predictor/1").predict(pd.DataFrame({"arch": strings}))
 >>> wsnas.predictors.load("models:/nb201-predictor/1")                   # the WeightPredictor again
 
+``mlflow.pyfunc.load_model`` downloads the model into a temporary folder that MLflow never removes; give it
+``dst_path`` (a folder of the caller's) to keep ``/tmp`` clean. :func:`wsnas.predictors.load` downloads into a
+temporary folder of its own and removes it.
+
 The model directory holds the predictor's safetensors file as its data and names this module as the pyfunc
 loader (``loader_module``): loading imports the installed ``wsnas`` and reads the file with
 :func:`wsnas.predictors.load` (digests checked). Nothing is pickled and no code is stored in the model, so

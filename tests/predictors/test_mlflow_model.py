@@ -32,7 +32,7 @@ def tracking(mlflow_server, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def test_registered_predictor_scores_like_the_in_memory_one(predictor, tracking) -> None:
+def test_registered_predictor_scores_like_the_in_memory_one(predictor, tracking, tmp_path) -> None:
     import mlflow
 
     mlflow.set_experiment("wsnas-test-registry")
@@ -42,7 +42,8 @@ def test_registered_predictor_scores_like_the_in_memory_one(predictor, tracking)
     texts = [SPACE.to_string(a) for a in sample_distinct(SPACE, 30, 7)]
     expected = predictor.predict(texts)
 
-    model = mlflow.pyfunc.load_model(f"models:/nb201-test-predictor/{version}")
+    # dst_path: MLflow downloads into a temporary folder of its own otherwise, and never removes it
+    model = mlflow.pyfunc.load_model(f"models:/nb201-test-predictor/{version}", dst_path=str(tmp_path))
     frame = pd.DataFrame({"arch": texts}, index=np.arange(100, 130))
     out = model.predict(frame)
     assert list(out.columns) == ["score", "uncertainty"] and list(out.index) == list(frame.index)
@@ -56,14 +57,14 @@ def test_registered_predictor_scores_like_the_in_memory_one(predictor, tracking)
     np.testing.assert_array_equal(via_run.predict(texts).score, expected.score)
 
 
-def test_bad_model_uris_and_inputs(predictor, tracking) -> None:
+def test_bad_model_uris_and_inputs(predictor, tracking, tmp_path) -> None:
     import mlflow
 
     with pytest.raises(PredictorFileError, match="cannot fetch the MLflow model 'models:/no-such-model/1'"):
         load("models:/no-such-model/1")
     mlflow.set_experiment("wsnas-test-registry")
     info = log_predictor(predictor, name="pred2")
-    model = mlflow.pyfunc.load_model(info.model_uri)
+    model = mlflow.pyfunc.load_model(info.model_uri, dst_path=str(tmp_path))
     with pytest.raises(ValueError, match="an 'arch' column"):
         model.predict(pd.DataFrame({"a": ["x"], "b": ["y"]}))
     with pytest.raises(Exception, match="NB201"):
