@@ -174,7 +174,7 @@ def fit_spaces(
 
     val_fraction, epochs, regression_weight = options.val_fraction, options.epochs, options.regression_weight
 
-    sets, train_g, z_parts, types, val_sets = [], [], [], set(), []
+    sets, train_g, z_parts, types, val_sets, train_sets = [], [], [], set(), [], []
     for k, (space, archs, y) in enumerate(data):
         if k == 0:
             candidates = pred.candidates
@@ -197,6 +197,7 @@ def fit_spaces(
         sets.append({"space": space.name, "size": dict(candidates.size), "n": len(archs), "n_val": len(val_idx),
                      **stats, "val": ([graphs[i] for i in val_idx], y[val_idx])})  # fmt: skip
         val_sets.append((candidates, val_idx, archs, graphs, y))
+        train_sets.append(train_idx)
         types.update(layer_types(candidates, archs, seed=pred.seed))
     pred.target = {"name": target_name, "mean": sets[0]["mean"], "std": sets[0]["std"]}
     z = torch.as_tensor(np.concatenate(z_parts), dtype=torch.float32)
@@ -216,8 +217,12 @@ def fit_spaces(
     )  # fmt: skip
     bar.close()
     pred.fitted = True
-    per_space = [spearman(np.mean([pred._raw_scores(m, g) for m in pred.members], 0), yv) if len(g) else None
-                 for g, yv in (s["val"] for s in sets)]  # each set's validation Spearman, for the record
+    # every member scores each set's graphs once: [K, n] per set, read for the record, the loss and the prior
+    set_scores = [np.stack([pred._raw_scores(m, graphs) for m in pred.members]) for _, _, _, graphs, _ in val_sets]
+    per_space = [
+        spearman(ks[:, val_idx].mean(0), y[val_idx]) if len(val_idx) else None
+        for ks, (_, val_idx, _, _, y) in zip(set_scores, val_sets)
+    ]  # each set's validation Spearman
     n, n_val = sum(s["n"] for s in sets), sum(s["n_val"] for s in sets)
     pred.training_data = {"source": "arrays", "n": n, "n_val": n_val, "target": target_name}
     pred.layer_types = sorted(types)
@@ -231,9 +236,10 @@ def fit_spaces(
             entry["val_spearman"] = finite_or_none(rho)
         pred.training_data["spaces"] = spaces
         event["spaces"] = copy.deepcopy(spaces)
-    event["train_loss"] = pred._loss(train_g, z, regression_weight)
+    train_scores = np.concatenate([ks[:, t] for ks, t in zip(set_scores, train_sets)], axis=1)  # [K, n_train]
+    event["train_loss"] = pred._loss(train_g, z, regression_weight, scores=train_scores)
     if size_prior:
-        pred.prior = fit_prior(pred, sets, val_sets)
+        pred.prior = fit_prior(pred, sets, val_sets, [ks.mean(0) for ks in set_scores])
         event["prior_weights"] = {name: e["weight"] for name, e in pred.prior["spaces"].items()}
     else:
         pred.prior = None
@@ -246,18 +252,19 @@ def fit_prior(
     pred: WeightPredictor,
     sets: Sequence[dict[str, Any]],
     val_sets: Sequence[tuple[CandidateGraphs, np.ndarray, list[Arch], list[ParamGraph], np.ndarray]],
+    set_scores: Sequence[np.ndarray],
 ) -> dict[str, Any]:
     """The size prior of a fitted ``pred``: each set's size feature (:func:`~wsnas.predictors._prior.choose_coef`
     on all its labelled architectures) and weight (0 without a validation set) from the ensemble's Spearman on
     its validation set, the parameter count's on all its labelled architectures and theirs with
     each other on all its architectures (:func:`~wsnas.predictors._prior.choose_weight`); its statistics from
     all its architectures (their graphs are built already). ``val_sets``: each set's candidates, validation
-    indices, architectures, graphs and targets."""
+    indices, architectures, graphs and targets; ``set_scores``: each set's ensemble mean score ``[n]`` of all
+    its architectures."""
     from wsnas.predictors import _prior
 
     spaces = {}
-    for s, (candidates, val_idx, every, every_g, every_y) in zip(sets, val_sets):
-        every_scores = np.mean([pred._raw_scores(m, every_g) for m in pred.members], 0)
+    for s, (candidates, val_idx, every, every_g, every_y), every_scores in zip(sets, val_sets, set_scores):
         features = _prior.arch_features(candidates, every)  # [n, 2], read once for the choice and the statistics
         coef = _prior.choose_coef(features, every_y, pred.seed) if len(val_idx) else _prior.PARAMS_ONLY
         values = features @ np.asarray(coef)
