@@ -1,5 +1,5 @@
 """The benchmarks' own tools: fidelity_report.py (each zoo file against a reference on their common architectures,
-and pairs) and transfer.py's --zoo parsing (several files of one space)."""
+and pairs), transfer.py's --zoo parsing (several files of one space) and bench_predict.py's --sample."""
 
 from __future__ import annotations
 
@@ -61,3 +61,10 @@ def test_a_space_may_have_several_zoo_files_and_a_bad_item_is_one_error() -> Non
     for bad in ("macro", "=a.jsonl", "macro=", "macro=a.jsonl,"):
         with pytest.raises(SystemExit, match=r"^error: --zoo wants SPACE=FILE\[,FILE...\], got"):
             parse([bad])
+
+
+def test_bench_predict_scores_a_seeded_sample_of_a_space_too_large_to_enumerate(capsys) -> None:
+    # the script runs `wsnas predict` on the sample and exits non-zero unless every architecture came back in order
+    assert _script("bench_predict").main(["--space", "macro", "--sample", "3", "--seed", "5"]) == 0
+    (row,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert row["space"] == "macro" and row["n"] == 3 and row["sample"] == 3 and row["wall_s"] > 0
