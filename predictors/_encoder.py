@@ -165,6 +165,8 @@ class _Layer(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, flow: _Flow, aggregators: tuple[str, ...]) -> torch.Tensor:
+        if not torch.is_grad_enabled() and set(aggregators) <= {"sum", "mean"}:
+            return self._infer(h, e, flow, aggregators)
         m_fwd = self.fwd(h).index_select(0, flow.src) * e  # [E, H]: along the data flow, aggregated at dst
         m_bwd = self.bwd(h).index_select(0, flow.dst) * e  # [E, H]: against it, aggregated at src
         agg_f = _aggregate(m_fwd, flow.dst, flow.dst_ptr, flow.in_deg, aggregators, flow.into_dst)  # [N, A*H]
@@ -173,6 +175,31 @@ class _Layer(nn.Module):
         else:
             agg_b = _aggregate(m_bwd, flow.src, None, flow.out_deg, aggregators, flow.into_src)
         return self.norm(h + self.update(torch.cat([h, agg_f, agg_b], dim=1)))
+
+    def _infer(self, h: torch.Tensor, e: torch.Tensor, flow: _Flow, aggregators: tuple[str, ...]) -> torch.Tensor:
+        """:meth:`forward` for sum and mean without gradients: the first update layer's weight is split by
+        input block, so neither the aggregates nor ``[h, agg_f, agg_b]`` are concatenated, and a mean block
+        reads the sum (``(total / deg) @ W.T == (total @ W.T) / deg``): one sum and one matmul a direction."""
+        n, hid = h.shape
+        first = self.update[0]
+        w = first.weight  # [H, (1 + 2A) H]
+        m_fwd = self.fwd(h).index_select(0, flow.src) * e  # [E, H]: along the data flow, aggregated at dst
+        m_bwd = self.bwd(h).index_select(0, flow.dst) * e  # [E, H]: against it, aggregated at src
+        z = F.linear(h, w[:, :hid], first.bias)  # [N, H]: the block that reads h
+        a = len(aggregators)
+        tot_f = _segment_sum(m_fwd, flow.dst, flow.dst_ptr, n, flow.into_dst)  # [N, H]
+        if flow.by_src is not None:  # CSR kernels want the rows sorted by src
+            tot_b = _segment_sum(m_bwd[flow.by_src], flow.src[flow.by_src], flow.src_ptr, n)
+        else:
+            tot_b = _segment_sum(m_bwd, flow.src, None, n, flow.into_src)
+        for j, (total, deg) in enumerate(((tot_f, flow.in_deg), (tot_b, flow.out_deg))):
+            start = hid * (1 + j * a)
+            blocks = w[:, start : start + a * hid].reshape(hid, a, hid).transpose(0, 1).reshape(a * hid, hid)
+            t = F.linear(total, blocks)  # [N, A*H]: the block of aggregator i in columns i*H:(i+1)*H
+            for i, name in enumerate(aggregators):
+                part = t[:, i * hid : (i + 1) * hid]
+                z = z + (part if name == "sum" else part / deg)
+        return self.norm(h + self.update[2](self.update[1](z)))
 
 
 @dataclass(frozen=True)
