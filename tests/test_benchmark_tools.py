@@ -1,5 +1,6 @@
 """The benchmarks' own tools: fidelity_report.py (each zoo file against a reference on their common architectures,
-and pairs), transfer.py's --zoo parsing (several files of one space) and bench_predict.py's --sample."""
+and pairs), transfer.py's --zoo parsing (several files of one space), bench_predict.py's --sample and
+long_reference.py's report."""
 
 from __future__ import annotations
 
@@ -68,3 +69,28 @@ def test_bench_predict_scores_a_seeded_sample_of_a_space_too_large_to_enumerate(
     assert _script("bench_predict").main(["--space", "macro", "--sample", "3", "--seed", "5"]) == 0
     (row,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert row["space"] == "macro" and row["n"] == 3 and row["sample"] == 3 and row["wall_s"] > 0
+
+
+def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_path, capsys, cifar_dir) -> None:
+    """--report-only: each ranking's Spearman against the reference runs of the shipped predictor's held-out cells
+    (here five made-up runs whose accuracies reverse the zoo's labels), and one error line without enough runs."""
+    script = _script("long_reference")
+    from wsnas.predictors import load
+    from wsnas.training import cifar10
+
+    held_out = load("nb201").card["evaluation"]["test_hashes"]
+    fp = cifar10(str(cifar_dir), **script.BASE).with_recipe(**script.REFERENCE).fingerprint
+    zoo = {r["arch_hash"]: r for r in map(json.loads, script.zoo_path(None).read_text().splitlines())}
+    # five reference runs of held-out cells whose accuracies reverse the zoo's order
+    runs = [dict(zoo[h], task_fingerprint=fp, val_acc=1.0 - zoo[h]["val_acc"]) for h in held_out if h in zoo][:5]
+    out = tmp_path / "ref.jsonl"
+    args = ["--data-dir", str(cifar_dir), "--out", str(out)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in runs[:2]))
+    assert script.main([*args, "--report-only"]) == 2
+    assert "error: only 2 held-out cells have a reference run" in capsys.readouterr().err
+    out.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    assert script.main([*args, "--report-only"]) == 0
+    rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert {"predictor", "params", "naswot", "zoo label (3 epochs, C=16)"} <= set(rows)
+    assert all(r["n"] == 5 for r in rows.values())
+    assert rows["zoo label (3 epochs, C=16)"]["spearman_vs_reference"] == pytest.approx(-1.0)
