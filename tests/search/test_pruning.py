@@ -146,3 +146,16 @@ def test_a_pruner_that_cannot_act_is_refused_before_any_work(table, tmp_path) ->
         with pytest.raises(wsnas.SearchConfigError, match=message):
             wsnas.search("nb201", output_dir=out, progress=False, **kw)
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_predictor_guided_loop_never_proposes_a_pruned_cell_again(tmp_path) -> None:
+    """With a predictor (the GP loop) the pruned cells keep their slots and architectures: every evaluation
+    is a different cell, the loop learns from the completed ones only, and the best is a completed one."""
+    ev = Curves(good=2)
+    res = wsnas.search("nb201", evaluator=ev, eval_budget=6, n_candidates=64, pruner=optuna.pruners.MedianPruner(
+        n_startup_trials=2), output_dir=tmp_path, progress=False, seed=3)  # fmt: skip
+    tokens = _tokens(res)
+    assert ev.calls == 6 and ev.stopped == [3, 4, 5, 6]
+    assert sorted(t.state.name for t in tokens) == ["COMPLETE"] * 2 + ["PRUNED"] * 4
+    assert len({t.user_attrs["arch_hash"] for t in tokens}) == 6  # no cell evaluated twice
+    assert res.best is not None and res.best.state == "COMPLETE"

@@ -371,7 +371,11 @@ class Loop:
         return (np.array([c.predicted for c in cands], dtype=np.float64) - self._ref[0]) / self._ref[1]
 
     def _run_gp(self) -> None:
-        """Rounds of one GP-UCB pick each (see the module docstring) until the budget is spent."""
+        """Rounds of one GP-UCB pick each (see the module docstring) until the budget is spent.
+
+        Only COMPLETE trials are observations, as in Optuna's ``GPSampler``: a PRUNED trial's last reported
+        value measures a shorter training than the others' and would bias the fit. Pruned and failed
+        architectures still count as used (:func:`token_used`), so none is proposed again."""
         from optuna.trial import TrialState
 
         config = self.config
