@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         todo = [labels[h].arch for h in cells if h not in reference()]
         print(f"long_reference: {len(cells) - len(todo)} of {len(cells)} cells trained, {len(todo)} to go",
               file=sys.stderr)  # fmt: skip
-        zoo = Zoo(out)
+        runs = Zoo(out)
         for i, result in enumerate(train_many(space, todo, task, seeds=0, workers=args.workers), 1):
-            zoo.append(result)
+            runs.append(result)
             print(f"long_reference: {i}/{len(todo)} {result.arch_hash[:8]} acc {result.val_acc:.4f}", file=sys.stderr)
 
     ref = reference()
