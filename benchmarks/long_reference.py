@@ -16,7 +16,9 @@ images, weights generated with seed 0).
     python benchmarks/long_reference.py --data-dir ... --out ... --n 60 --report-only
 
 Records of the same cells and recipe in ``--also`` files (the fidelity study's ``ref_e6_r32_c16_9k.jsonl``) are
-used as well. Prints one JSON line per ranking.
+used as well. Prints one JSON line per ranking. ``--baselines 50,100,200,all`` adds zc_gbm (boosting over every
+zero-cost proxy and the architecture's tokens) and the arch-only GNN, each fitted on the first B cells of the
+predictor's own training split, as its card's table fitted them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--also", action="append", default=[], help="more zoo files with reference records")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--baselines", default="", metavar="B,B,...",
+                    help="also fit zc_gbm and the arch-only GNN on the first B cells of the predictor's training "
+                         "split (its card's split; 'all' = every one) and rank the held-out cells with each")  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -110,11 +115,52 @@ def main(argv: list[str] | None = None) -> int:
     matrix = zc.matrix(archs)  # [n, P]
     for j, name in enumerate(zc.names):
         rows[name] = matrix[:, j]
+    if args.baselines:
+        try:
+            rows.update(_baselines(pred, zoo, space, archs, zc_task, args.baselines))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for name, scores in rows.items():
         rho = float(spearmanr(scores, y).statistic)
         print(json.dumps({"ranking": name, "spearman_vs_reference": round(rho, 4), "n": len(have),
                           "reference": "ref_e6_r32_c16_9k", "predictor": args.predictor}))  # fmt: skip
     return 0
+
+
+def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str) -> dict[str, "np.ndarray"]:
+    """``{name: [n] scores}`` of zc_gbm and the arch-only GNN fitted as ``predictor eval`` fitted them for the
+    card's table: the zoo's cells split by the card's seed (checked against its held-out hashes), the first B
+    cells of the training pool, the regressors seeded with the split seed."""
+    import numpy as np
+    import torch
+
+    from wsnas.predictors._baselines import ArchGNNBaseline
+    from wsnas.predictors._training import zoo_training_set
+    from wsnas.predictors._zc_gbm import ZeroCostGBMBaseline, ZeroCostScores
+
+    meta = pred.card["evaluation"]["meta"]
+    seed, n_test = int(meta["seed"]), int(meta["n_test"])
+    _, archs, y, _ = zoo_training_set([zoo], space, meta.get("target", "val_acc"))
+    perm = np.random.default_rng(seed).permutation(len(archs))
+    if [archs[i].hash for i in np.sort(perm[:n_test])] != list(pred.card["evaluation"]["test_hashes"]):
+        raise ValueError(f"the zoo {str(zoo)!r} does not give the predictor card's held-out split")
+    pool = perm[n_test:]
+    zc = ZeroCostScores(space, task=task, size=dict(meta.get("baseline_size") or space.proxy_size), seed=seed)
+    out: dict[str, np.ndarray] = {}
+    for b in budgets.split(","):
+        n = len(pool) if b == "all" else int(b)
+        if not 5 <= n <= len(pool):
+            raise ValueError(f"--baselines wants label budgets in [5, {len(pool)}] or 'all', got {b!r}")
+        idx = pool[:n]
+        tr, y_tr = [archs[i] for i in idx], y[idx]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out[f"zc_gbm, {n} labels"] = ZeroCostGBMBaseline(space, scores=zc, seed=seed).fit(tr, y_tr).predict(test_archs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out[f"arch_gnn, {n} labels"] = ArchGNNBaseline(space, seed=seed).fit(tr, y_tr).predict(test_archs)
+    return out
 
 
 if __name__ == "__main__":

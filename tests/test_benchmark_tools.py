@@ -94,3 +94,10 @@ def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_
     assert {"predictor", "params", "naswot", "zoo label (3 epochs, C=16)"} <= set(rows)
     assert all(r["n"] == 5 for r in rows.values())
     assert rows["zoo label (3 epochs, C=16)"]["spearman_vs_reference"] == pytest.approx(-1.0)
+    # --baselines: zc_gbm and the arch-only GNN fitted on the first B cells of the card's training split
+    assert script.main([*args, "--report-only", "--baselines", "3"]) == 2
+    assert "error: --baselines wants label budgets in [5, 700] or 'all', got '3'" in capsys.readouterr().err
+    assert script.main([*args, "--report-only", "--baselines", "10"]) == 0
+    rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    for name in ("zc_gbm, 10 labels", "arch_gnn, 10 labels"):
+        assert rows[name]["n"] == 5 and -1.0 <= rows[name]["spearman_vs_reference"] <= 1.0
