@@ -18,7 +18,8 @@ images, weights generated with seed 0).
 Records of the same cells and recipe in ``--also`` files (the fidelity study's ``ref_e6_r32_c16_9k.jsonl``) are
 used as well. Prints one JSON line per ranking. ``--baselines 50,100,200,all`` adds zc_gbm (boosting over every
 zero-cost proxy and the architecture's tokens) and the arch-only GNN, each fitted on the first B cells of the
-predictor's own training split, as its card's table fitted them.
+predictor's own training split, as its card's table fitted them; ``--pretrained FILE`` (a file of
+``benchmarks/pretrain_nb201.py``) adds that pretrained encoder fitted on the same cells, size prior included.
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", default="", metavar="B,B,...",
                     help="also fit zc_gbm and the arch-only GNN on the first B cells of the predictor's training "
                          "split (its card's split; 'all' = every one) and rank the held-out cells with each")  # fmt: skip
+    ap.add_argument("--pretrained", metavar="FILE",
+                    help="with --baselines: also fit copies of this pretrained predictor (benchmarks/pretrain_nb201.py)"
+                         " on the same cells, as predictor_eval.py --pretrained fits its encoder rows")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.pretrained and not args.baselines:
+        print("error: --pretrained goes with --baselines (the label budgets to fit it on)", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
 
     pred = load(args.predictor)
@@ -117,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = matrix[:, j]
     if args.baselines:
         try:
-            rows.update(_baselines(pred, zoo, space, archs, zc_task, args.baselines))
-        except ValueError as exc:
+            rows.update(_baselines(pred, zoo, space, archs, zc_task, args.baselines, args.pretrained))
+        except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     for name, scores in rows.items():
@@ -128,13 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str) -> dict[str, "np.ndarray"]:
+def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str,
+               pretrained: str | None = None) -> dict[str, "np.ndarray"]:  # fmt: skip
     """``{name: [n] scores}`` of zc_gbm and the arch-only GNN fitted as ``predictor eval`` fitted them for the
     card's table: the zoo's cells split by the card's seed (checked against its held-out hashes), the first B
-    cells of the training pool, the regressors seeded with the split seed."""
+    cells of the training pool, the regressors seeded with the split seed. ``pretrained`` (a file): copies of
+    that pretrained predictor fitted on the same cells (size prior included), as the card's encoder rows."""
+    import copy
+
     import numpy as np
     import torch
 
+    from wsnas.predictors import load
     from wsnas.predictors._baselines import ArchGNNBaseline
     from wsnas.predictors._training import zoo_training_set
     from wsnas.predictors._zc_gbm import ZeroCostGBMBaseline, ZeroCostScores
@@ -146,6 +158,9 @@ def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str) -> 
     if [archs[i].hash for i in np.sort(perm[:n_test])] != list(pred.card["evaluation"]["test_hashes"]):
         raise ValueError(f"the zoo {str(zoo)!r} does not give the predictor card's held-out split")
     pool = perm[n_test:]
+    pre = load(pretrained) if pretrained else None
+    if pre is not None and (pre.pretraining is None or pre.space.name != space.name):
+        raise ValueError(f"--pretrained {pretrained!r} is no pretrained {space.name} predictor")
     zc = ZeroCostScores(space, task=task, size=dict(meta.get("baseline_size") or space.proxy_size), seed=seed)
     out: dict[str, np.ndarray] = {}
     for b in budgets.split(","):
@@ -160,6 +175,11 @@ def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str) -> 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out[f"arch_gnn, {n} labels"] = ArchGNNBaseline(space, seed=seed).fit(tr, y_tr).predict(test_archs)
+        if pre is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                fitted = copy.deepcopy(pre).fit(tr, y_tr, progress=False, target_name=meta.get("target", "val_acc"))
+            out[f"pretrained encoder + prior, {n} labels"] = fitted.predict(test_archs).score
     return out
 
 

@@ -164,7 +164,7 @@ def train_auxiliary(
             opt.step()
             sched.step()
         rhos = _held_out_spearman(member, graphs, val_idx, targets, device) if n_val else []
-        score = float(np.nanmean(rhos)) if rhos and not np.isnan(rhos).all() else -float(loss)
+        score = float(np.nanmean(rhos)) if rhos and not np.isnan(rhos).all() else -float(loss.detach())
         curve.append(score)
         if best_state is None or score > best:
             best, best_state, best_rhos = score, copy.deepcopy(member.state_dict()), rhos

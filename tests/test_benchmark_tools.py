@@ -101,3 +101,22 @@ def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_
     rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     for name in ("zc_gbm, 10 labels", "arch_gnn, 10 labels"):
         assert rows[name]["n"] == 5 and -1.0 <= rows[name]["spearman_vs_reference"] <= 1.0
+    # --pretrained: a pretrained predictor (here on made-up targets) fitted on the same 10 cells
+    import numpy as np
+
+    from wsnas.predictors import WeightPredictor, save
+    from wsnas.search_spaces import NB201
+
+    space = NB201()
+    some = [space.sample(np.random.default_rng(i)) for i in range(12)]
+    pre = WeightPredictor(space, ensemble=2, seed=0, size={"C": 2, "N": 1})
+    pre.pretrain(some, np.random.default_rng(0).normal(size=(12, 2)), ["a", "b"], epochs=1, progress=False)
+    save(pre, tmp_path / "pre.safetensors")
+    assert script.main([*args, "--report-only", "--pretrained", str(tmp_path / "pre.safetensors")]) == 2
+    assert "error: --pretrained goes with --baselines" in capsys.readouterr().err
+    assert script.main([*args, "--report-only", "--baselines", "10", "--pretrained", str(tmp_path / "pre.safetensors")]) == 0
+    rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["pretrained encoder + prior, 10 labels"]["n"] == 5
+    (tmp_path / "junk.safetensors").write_bytes(b"not a predictor")
+    assert script.main([*args, "--report-only", "--baselines", "10", "--pretrained", str(tmp_path / "junk.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
