@@ -120,3 +120,25 @@ def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_
     (tmp_path / "junk.safetensors").write_bytes(b"not a predictor")
     assert script.main([*args, "--report-only", "--baselines", "10", "--pretrained", str(tmp_path / "junk.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_long_reference_trains_the_missing_cells_appends_them_and_resumes(tmp_path, capsys, cifar_dir,
+                                                                          monkeypatch) -> None:  # fmt: skip
+    """The training path, at a tiny recipe in place of the 6-epoch reference: the first 2 held-out cells are
+    trained and appended, the report ranks them, and a rerun trains nothing again."""
+    script = _script("long_reference")
+    monkeypatch.setattr(script, "REFERENCE", {"epochs": 1, "resolution": 8, "subset": 64, "size": {"C": 4, "N": 1}})
+    out = tmp_path / "ref.jsonl"
+    args = ["--data-dir", str(cifar_dir), "--out", str(out), "--n", "3", "--workers", "1"]
+    assert script.main(args) == 0
+    captured = capsys.readouterr()
+    assert "long_reference: 0 of 3 cells trained, 3 to go" in captured.err
+    runs = [json.loads(x) for x in out.read_text().splitlines()]
+    from wsnas.predictors import load
+
+    assert [r["arch_hash"] for r in runs] == load("nb201").card["evaluation"]["test_hashes"][:3]
+    rows = {r["ranking"]: r for r in map(json.loads, captured.out.splitlines())}
+    assert rows["predictor"]["n"] == 3
+    assert script.main(args) == 0
+    assert "long_reference: 3 of 3 cells trained, 0 to go" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 3
