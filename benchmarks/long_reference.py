@@ -28,6 +28,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: the fidelity study's base recipe and its C=16 reference (``benchmarks/fidelity.py``), so records match
 BASE = {"resolution": 16, "subset": 5000, "epochs": 1, "schedule": "cosine", "size": {"C": 8, "N": 1}}
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--baselines", default="", metavar="B,B,...",
                     help="also fit zc_gbm and the arch-only GNN on the first B cells of the predictor's training "
-                         "split (its card's split; 'all' = every one) and rank the held-out cells with each")  # fmt: skip
+                         "split (its card's split; 'all' = every one) and rank the held-out cells with each")
     ap.add_argument("--pretrained", metavar="FILE",
                     help="with --baselines: also fit copies of this pretrained predictor (benchmarks/pretrain_nb201.py)"
                          " on the same cells, as predictor_eval.py --pretrained fits its encoder rows")  # fmt: skip
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str,
-               pretrained: str | None = None) -> dict[str, "np.ndarray"]:  # fmt: skip
+               pretrained: str | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """``{name: [n] scores}`` of zc_gbm and the arch-only GNN fitted as ``predictor eval`` fitted them for the
     card's table: the zoo's cells split by the card's seed (checked against its held-out hashes), the first B
     cells of the training pool, the regressors seeded with the split seed. ``pretrained`` (a file): copies of
@@ -171,7 +175,8 @@ def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str,
         tr, y_tr = [archs[i] for i in idx], y[idx]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            out[f"zc_gbm, {n} labels"] = ZeroCostGBMBaseline(space, scores=zc, seed=seed).fit(tr, y_tr).predict(test_archs)
+            gbm = ZeroCostGBMBaseline(space, scores=zc, seed=seed).fit(tr, y_tr)
+            out[f"zc_gbm, {n} labels"] = gbm.predict(test_archs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out[f"arch_gnn, {n} labels"] = ArchGNNBaseline(space, seed=seed).fit(tr, y_tr).predict(test_archs)

@@ -114,11 +114,12 @@ def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_
     save(pre, tmp_path / "pre.safetensors")
     assert script.main([*args, "--report-only", "--pretrained", str(tmp_path / "pre.safetensors")]) == 2
     assert "error: --pretrained goes with --baselines" in capsys.readouterr().err
-    assert script.main([*args, "--report-only", "--baselines", "10", "--pretrained", str(tmp_path / "pre.safetensors")]) == 0
+    with_pre = [*args, "--report-only", "--baselines", "10", "--pretrained"]
+    assert script.main([*with_pre, str(tmp_path / "pre.safetensors")]) == 0
     rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert rows["pretrained encoder + prior, 10 labels"]["n"] == 5
     (tmp_path / "junk.safetensors").write_bytes(b"not a predictor")
-    assert script.main([*args, "--report-only", "--baselines", "10", "--pretrained", str(tmp_path / "junk.safetensors")]) == 2
+    assert script.main([*with_pre, str(tmp_path / "junk.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
 
