@@ -16,7 +16,10 @@ images, weights generated with seed 0).
     python benchmarks/long_reference.py --data-dir ... --out ... --n 60 --report-only
 
 Records of the same cells and recipe in ``--also`` files (the fidelity study's ``ref_e6_r32_c16_9k.jsonl``) are
-used as well. Prints one JSON line per ranking. ``--baselines 50,100,200,all`` adds zc_gbm (boosting over every
+used as well. Prints one JSON line per ranking; ``--bootstrap 2000`` adds each figure's spread over resampled
+cells and the predictor's lead over it, paired on the same resamples.
+
+``--baselines 50,100,200,all`` adds zc_gbm (boosting over every
 zero-cost proxy and the architecture's tokens) and the arch-only GNN, each fitted on the first B cells of the
 predictor's own training split, as its card's table fitted them; ``--pretrained FILE`` (a file of
 ``benchmarks/pretrain_nb201.py``) adds that pretrained encoder fitted on the same cells, size prior included.
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--also", action="append", default=[], help="more zoo files with reference records")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="N seeded resamples of the cells: each figure's spread and the predictor's paired lead")
     ap.add_argument("--baselines", default="", metavar="B,B,...",
                     help="also fit zc_gbm and the arch-only GNN on the first B cells of the predictor's training "
                          "split (its card's split; 'all' = every one) and rank the held-out cells with each")
@@ -132,11 +137,33 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    lead = paired_bootstrap(rows, y, args.bootstrap) if args.bootstrap else {}
     for name, scores in rows.items():
         rho = float(spearmanr(scores, y).statistic)
-        print(json.dumps({"ranking": name, "spearman_vs_reference": round(rho, 4), "n": len(have),
-                          "reference": "ref_e6_r32_c16_9k", "predictor": args.predictor}))  # fmt: skip
+        row = {"ranking": name, "spearman_vs_reference": round(rho, 4), "n": len(have),
+               "reference": "ref_e6_r32_c16_9k", "predictor": args.predictor}  # fmt: skip
+        print(json.dumps({**row, **lead.get(name, {})}))
     return 0
+
+
+def paired_bootstrap(rows: dict[str, np.ndarray], y: np.ndarray, n: int, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per ranking, over ``n`` resamples of the cells (seeded): its Spearman's standard deviation and, paired on
+    the same resamples, the predictor's lead over it (mean, standard deviation, share of resamples behind)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(y), len(y)) for _ in range(n)]
+    rho = {k: np.array([spearmanr(s[i], y[i]).statistic for i in draws]) for k, s in rows.items()}
+    out = {}
+    for k, r in rho.items():
+        out[k] = {"bootstrap_sd": round(float(np.nanstd(r)), 4)}
+        if k != "predictor":
+            d = rho["predictor"] - r
+            out[k].update({"predictor_lead": round(float(np.nanmean(d)), 4),
+                           "predictor_lead_sd": round(float(np.nanstd(d)), 4),
+                           "predictor_behind_share": round(float(np.mean(d < 0)), 4)})  # fmt: skip
+    return out
 
 
 def _baselines(pred, zoo: Path, space, test_archs: list, task, budgets: str,

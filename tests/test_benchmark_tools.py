@@ -94,6 +94,12 @@ def test_long_reference_ranks_the_held_out_cells_against_the_reference_runs(tmp_
     assert {"predictor", "params", "naswot", "zoo label (3 epochs, C=16)"} <= set(rows)
     assert all(r["n"] == 5 for r in rows.values())
     assert rows["zoo label (3 epochs, C=16)"]["spearman_vs_reference"] == pytest.approx(-1.0)
+    # --bootstrap: the predictor's paired lead over a ranking that reverses the reference is never negative
+    assert script.main([*args, "--report-only", "--bootstrap", "30"]) == 0
+    rows = {r["ranking"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert "predictor_lead" not in rows["predictor"] and rows["predictor"]["bootstrap_sd"] >= 0
+    zoo_row = rows["zoo label (3 epochs, C=16)"]
+    assert zoo_row["predictor_lead"] >= 0 and zoo_row["predictor_behind_share"] == 0.0
     # --baselines: zc_gbm and the arch-only GNN fitted on the first B cells of the card's training split
     assert script.main([*args, "--report-only", "--baselines", "3"]) == 2
     assert "error: --baselines wants label budgets in [5, 700] or 'all', got '3'" in capsys.readouterr().err
